@@ -1,0 +1,3 @@
+"""URLs of the evaluation dashboards."""
+app_name = "evaluation"
+urlpatterns: list = []

@@ -1,0 +1,367 @@
+"""The labeling app's data: datasets, posts, summaries, comparisons, human labels,
+annotation campaigns with their queue, and AI labeler configs, jobs and labels.
+
+Invariants live in the database (unique and check constraints), not only in Python:
+a comparison's two summaries differ and are stored in canonical order (summary_a_id <
+summary_b_id), so there is one row per unordered pair; choices are 0 (summary A) or 1 (B);
+confidences are on OpenAI's 9-point scale.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+def text_digest(text: str) -> str:
+    """sha256 of a text; lets the database enforce uniqueness of long texts with a short index."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class TaskKind(models.TextChoices):
+    SUMMARIZATION = "summarization", "Summarization"
+    DIALOGUE = "dialogue", "Dialogue"
+
+
+class Dataset(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    task = models.CharField(max_length=20, choices=TaskKind.choices, default=TaskKind.SUMMARIZATION)
+    source = models.TextField(blank=True, help_text="Where the data came from (file, URL, commit).")
+    license = models.TextField(blank=True, help_text="License and attribution text.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Post(models.Model):
+    """A text to summarize (subreddit, title, text) or, for dialogue tasks, a dialogue context."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="posts")
+    external_id = models.CharField(max_length=200)
+    subreddit = models.CharField(max_length=200, blank=True)
+    title = models.TextField(blank=True)
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "external_id"], name="post_unique_external_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_id}: {self.title[:60]}"
+
+
+class PolicyKind(models.TextChoices):
+    REFERENCE = "reference", "Human reference"
+    IMPORTED = "imported", "Imported model"
+    SFT = "sft", "Our SFT policy"
+    RLHF = "rlhf", "Our RLHF policy"
+    RLAIF = "rlaif", "Our RLAIF policy"
+    DIRECT_RLAIF = "direct_rlaif", "Our direct-RLAIF policy"
+
+
+class Policy(models.Model):
+    """Who wrote a summary: a human reference, an imported model, or one of our trained policies."""
+
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=20, choices=PolicyKind.choices, default=PolicyKind.IMPORTED)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "policies"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Summary(models.Model):
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="summaries")
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="summaries")
+    text = models.TextField()
+    text_sha256 = models.CharField(max_length=64, editable=False)
+    is_reference = models.BooleanField(
+        default=False, help_text="A reference summary for supervised fine-tuning."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "summaries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["post", "policy", "text_sha256"], name="summary_unique_text_per_post_policy"
+            ),
+            models.CheckConstraint(condition=~Q(text=""), name="summary_text_not_empty"),
+        ]
+
+    def save(self, *args, **kwargs):
+        self.text_sha256 = text_digest(self.text)
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return f"{self.policy}: {self.text[:60]}"
+
+
+class Comparison(models.Model):
+    """Two different summaries of one post; one row per unordered pair (summary_a_id < summary_b_id)."""
+
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="comparisons")
+    summary_a = models.ForeignKey(Summary, on_delete=models.CASCADE, related_name="+")
+    summary_b = models.ForeignKey(Summary, on_delete=models.CASCADE, related_name="+")
+    gold_choice = models.SmallIntegerField(
+        null=True, blank=True, help_text="Known answer (0 = A, 1 = B) when used as a gold pair."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(summary_a__lt=F("summary_b")), name="comparison_canonical_distinct_pair"
+            ),
+            models.UniqueConstraint(fields=["summary_a", "summary_b"], name="comparison_unique_pair"),
+            models.CheckConstraint(
+                condition=Q(gold_choice__isnull=True) | Q(gold_choice__in=[0, 1]),
+                name="comparison_gold_choice_0_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Comparison {self.pk} (post {self.post_id})"
+
+
+class HumanLabel(models.Model):
+    """One human's preference on one comparison, stored against the canonical A/B order."""
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="human_labels")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="labels"
+    )
+    worker_id = models.CharField(max_length=200, blank=True, help_text="External labeller id (imports).")
+    campaign = models.ForeignKey(
+        "Campaign", null=True, blank=True, on_delete=models.SET_NULL, related_name="labels"
+    )
+    choice = models.SmallIntegerField(help_text="0 = summary A preferred, 1 = summary B.")
+    confidence = models.SmallIntegerField(
+        null=True, blank=True, help_text="OpenAI's 9-point scale: 1 = surely A, 9 = surely B."
+    )
+    a_shown_first = models.BooleanField(
+        null=True, blank=True, help_text="Whether summary A was shown first (left); null if unknown."
+    )
+    time_taken_s = models.FloatField(null=True, blank=True)
+    note_a = models.TextField(blank=True)
+    note_b = models.TextField(blank=True)
+    import_key = models.CharField(
+        max_length=300, null=True, blank=True, unique=True,
+        help_text="Source record key of an imported label; makes re-imports idempotent.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(choice__in=[0, 1]), name="humanlabel_choice_0_1"),
+            models.CheckConstraint(
+                condition=Q(confidence__isnull=True) | Q(confidence__gte=1, confidence__lte=9),
+                name="humanlabel_confidence_1_9",
+            ),
+            models.CheckConstraint(
+                condition=Q(annotator__isnull=False) | ~Q(worker_id=""), name="humanlabel_has_annotator"
+            ),
+            models.UniqueConstraint(
+                fields=["comparison", "annotator", "campaign"],
+                condition=Q(annotator__isnull=False),
+                name="humanlabel_one_per_annotator_campaign",
+            ),
+        ]
+        indexes = [models.Index(fields=["created_at"])]
+
+    @property
+    def who(self) -> str:
+        return self.annotator.get_username() if self.annotator_id else self.worker_id
+
+    def __str__(self) -> str:
+        return f"{self.who} on {self.comparison_id}: {'AB'[self.choice]}"
+
+
+# --- Campaigns and the annotation queue -----------------------------------------------------
+
+
+class Campaign(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="campaigns")
+    overlap = models.PositiveSmallIntegerField(default=1, help_text="Distinct annotators wanted per pair.")
+    annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="campaigns")
+    group = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.SET_NULL,
+        help_text="Members of this group may also annotate.",
+    )
+    guidelines = models.TextField(blank=True)
+    gold_share = models.FloatField(default=0.0, help_text="Share of gold pairs mixed in (0..1).")
+    lease_seconds = models.PositiveIntegerField(default=600)
+    undo_seconds = models.PositiveIntegerField(default=30)
+    is_active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="campaign_overlap_positive"),
+            models.CheckConstraint(
+                condition=Q(gold_share__gte=0) & Q(gold_share__lte=1), name="campaign_gold_share_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CampaignItem(models.Model):
+    """A comparison in a campaign. `n_done` counts submitted labels (kept by the queue service)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="campaign_items")
+    is_gold = models.BooleanField(default=False)
+    n_done = models.PositiveSmallIntegerField(default=0)
+    flagged = models.BooleanField(default=False, help_text="Flagged for review.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "comparison"], name="campaignitem_unique"),
+        ]
+        indexes = [models.Index(fields=["campaign", "n_done"])]
+
+
+class AssignmentStatus(models.TextChoices):
+    LEASED = "leased", "Leased"
+    SUBMITTED = "submitted", "Submitted"
+    SKIPPED = "skipped", "Skipped"
+    EXPIRED = "expired", "Expired"
+
+
+class Assignment(models.Model):
+    """One annotator's lease on one campaign item; at most one per item and annotator."""
+
+    item = models.ForeignKey(CampaignItem, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    status = models.CharField(max_length=12, choices=AssignmentStatus.choices, default=AssignmentStatus.LEASED)
+    a_shown_first = models.BooleanField(help_text="Summary A shown on the left.")
+    leased_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    label = models.OneToOneField(
+        HumanLabel, null=True, blank=True, on_delete=models.SET_NULL, related_name="assignment"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "annotator"], name="assignment_one_per_item_annotator"),
+        ]
+        indexes = [models.Index(fields=["annotator", "status"]), models.Index(fields=["status", "expires_at"])]
+
+
+# --- AI labeler ------------------------------------------------------------------------------
+
+
+class LabelerBackend(models.TextChoices):
+    LOCAL = "local", "Local transformers model"
+    OPENAI = "openai", "OpenAI-compatible HTTP server"
+
+
+class LabelerConfig(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    backend = models.CharField(max_length=20, choices=LabelerBackend.choices, default=LabelerBackend.LOCAL)
+    model = models.CharField(max_length=500, help_text="Hugging Face name, local path, or served model name.")
+    base_url = models.CharField(max_length=500, blank=True, help_text="OpenAI-compatible server URL.")
+    api_key_env = models.CharField(
+        max_length=100, blank=True, default="OPENAI_API_KEY", help_text="Environment variable with the API key."
+    )
+    preamble = models.CharField(
+        max_length=20, choices=[("base", "Base"), ("detailed", "Detailed")], default="base"
+    )
+    shots = models.PositiveSmallIntegerField(default=0)
+    exemplar_selection = models.CharField(
+        max_length=20, choices=[("fixed", "Fixed"), ("random", "Random per config")], default="fixed"
+    )
+    chain_of_thought = models.BooleanField(default=False)
+    self_consistency_n = models.PositiveSmallIntegerField(default=1)
+    temperature = models.FloatField(default=0.0, help_text="Rationale sampling temperature (self-consistency).")
+    both_orders = models.BooleanField(default=True)
+    use_chat_template = models.BooleanField(default=False)
+    max_prompt_tokens = models.PositiveIntegerField(default=2048)
+    batch_size = models.PositiveIntegerField(default=16)
+    extra = models.JSONField(default=dict, blank=True)
+    is_noise = models.BooleanField(
+        default=False, help_text="A random-weight model for demos and tests: its labels are noise."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(self_consistency_n__gte=1), name="labelerconfig_sc_n_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class AILabelingJob(models.Model):
+    config = models.ForeignKey(LabelerConfig, on_delete=models.PROTECT, related_name="jobs")
+    comparisons = models.ManyToManyField(Comparison, blank=True, related_name="+")
+    status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    tokens_processed = models.BigIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"AI labeling job {self.pk} ({self.config})"
+
+
+class AILabel(models.Model):
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="ai_labels")
+    config = models.ForeignKey(LabelerConfig, on_delete=models.CASCADE, related_name="labels")
+    job = models.ForeignKey(AILabelingJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="labels")
+    p_a = models.FloatField(
+        null=True, blank=True, help_text="Averaged probability that summary A is preferred; null on failure."
+    )
+    p_a_ab = models.FloatField(null=True, blank=True, help_text="p(A) with A shown first.")
+    p_a_ba = models.FloatField(null=True, blank=True, help_text="p(A) with B shown first.")
+    consistent = models.BooleanField(null=True, blank=True, help_text="Both orders prefer the same summary.")
+    rationales = models.JSONField(default=list, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    truncated = models.BooleanField(default=False, help_text="The post was truncated to fit.")
+    error = models.TextField(blank=True, help_text="Why no probability could be read (label then not usable).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["comparison", "config"], name="ailabel_one_per_comparison_config"),
+            models.CheckConstraint(
+                condition=Q(p_a__isnull=True) | (Q(p_a__gte=0) & Q(p_a__lte=1)), name="ailabel_p_a_in_0_1"
+            ),
+        ]

@@ -1,0 +1,2 @@
+"""URLs of the AI labeling job pages."""
+urlpatterns: list = []

@@ -1,0 +1,2 @@
+"""URLs of the human rating pages (campaign queue, rating, progress)."""
+urlpatterns: list = []

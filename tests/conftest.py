@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny models built once per test session, users, real-service guards."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO / "data"
+
+
+def require_service(name: str, available: bool) -> None:
+    """Skip when a real service is missing; fail instead when CI says it must be there."""
+    if available:
+        return
+    if os.environ.get("REQUIRE_REAL_SERVICES") == "1":
+        pytest.fail(f"{name} is required (REQUIRE_REAL_SERVICES=1) but not configured")
+    pytest.skip(f"{name} not configured")
+
+
+@pytest.fixture
+def require_postgres(settings):
+    require_service("PostgreSQL (DATABASE_URL)", settings.DATABASES["default"]["ENGINE"].endswith("postgresql"))
+
+
+@pytest.fixture
+def require_redis(settings):
+    require_service("Redis (CELERY_BROKER_URL)", str(settings.CELERY_BROKER_URL).startswith("redis://"))
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Tokenizer, tiny random GPT-2 and the MiniLM backbone; built once per test session."""
+    from training.ml.tiny import build_all
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return build_all(root, [DATA_DIR / "tldr_comparisons_sample.jsonl", DATA_DIR / "tldr_sft_reference_summaries.jsonl"])
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    return django_user_model.objects.create_user("staff", password="staff-pass-123", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def annotator(django_user_model):
+    return django_user_model.objects.create_user("ann", password="ann-pass-123")

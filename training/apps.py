@@ -1,0 +1,7 @@
+"""App config for training."""
+from django.apps import AppConfig
+
+
+class TrainingConfig(AppConfig):
+    name = "training"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,1 @@
+"""Training algorithms and model helpers; plain Python, no Django."""
