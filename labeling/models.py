@@ -47,12 +47,24 @@ class Post(models.Model):
     subreddit = models.CharField(max_length=200, blank=True)
     title = models.TextField(blank=True)
     text = models.TextField()
+    content_sha256 = models.CharField(
+        max_length=64, editable=False, db_index=True,
+        help_text="sha256 of subreddit, title and text: finds the same post imported under another id.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["dataset", "external_id"], name="post_unique_external_id"),
         ]
+
+    @staticmethod
+    def content_digest(subreddit: str, title: str, text: str) -> str:
+        return text_digest("\x1f".join([subreddit, title, text]))
+
+    def save(self, *args, **kwargs):
+        self.content_sha256 = self.content_digest(self.subreddit, self.title, self.text)
+        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         return f"{self.external_id}: {self.title[:60]}"

@@ -3,7 +3,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from . import selectors
+from .selectors import datasets as selectors
 
 
 def home(request: HttpRequest) -> HttpResponse:

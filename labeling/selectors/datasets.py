@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.db.models import Count, OuterRef, QuerySet, Subquery, IntegerField, Value
 from django.db.models.functions import Coalesce
 
-from .models import Comparison, Dataset, HumanLabel, Summary
+from ..models import Comparison, Dataset, HumanLabel, Summary
 
 
 def _count_by_dataset(model, dataset_path: str) -> Subquery:
@@ -23,7 +23,7 @@ def _count_by_dataset(model, dataset_path: str) -> Subquery:
 
 def dataset_list_with_counts() -> QuerySet[Dataset]:
     """Datasets with counts of posts, summaries, comparisons and human/AI labels (one query)."""
-    from .models import AILabel, Post
+    from ..models import AILabel, Post
 
     return Dataset.objects.annotate(
         n_posts=_count_by_dataset(Post, "dataset"),

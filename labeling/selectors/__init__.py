@@ -1,0 +1,1 @@
+"""Reads of the labeling app, one module per concern: datasets, rating, ai."""
