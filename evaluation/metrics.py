@@ -1,0 +1,520 @@
+"""Evaluation metrics on plain numpy arrays (no Django): alignment, position bias, win rates with
+Wilson and bootstrap intervals, Bradley-Terry ratings with a fast count-resampling bootstrap,
+length-controlled win rate, inter-annotator agreement and the two trivial reference judges.
+
+Conventions used throughout:
+- A *judge score* for a comparison is P(summary A preferred) in [0, 1]; its verdict is A when the
+  score is above 0.5, B below, a tie at exactly 0.5.  Human choices are 0 = A, 1 = B (the database
+  convention), so a human's score is ``1 - choice``.
+- Agreement between two verdicts counts 1 when equal, 0 when opposite, and 0.5 when either is a
+  tie (a coin flip agrees half of the time).
+- Intervals are 95% unless a ``z`` or ``level`` says otherwise.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+Z95 = 1.959963984540054
+HIGH_CONFIDENCE = (1, 2, 8, 9)
+_WORD = re.compile(r"\w+")
+
+
+# --- proportions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Share:
+    """A proportion with its 95% interval; ``value`` is nan when ``n`` is 0."""
+
+    value: float
+    lo: float
+    hi: float
+    n: float
+
+    def as_dict(self) -> dict:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+
+
+def wilson_interval(successes, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval, vectorized; accepts fractional successes (ties counted as half).
+
+    Same formula as statsmodels' ``proportion_confint(method="wilson")``; nan where n == 0.
+    """
+    s = np.asarray(successes, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = s / n
+        denom = 1.0 + z * z / n
+        centre = (p + z * z / (2 * n)) / denom
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    lo, hi = centre - half, centre + half
+    bad = n <= 0
+    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
+
+
+def share(successes: float, n: float, z: float = Z95) -> Share:
+    """A proportion ``successes / n`` with its Wilson interval."""
+    if n <= 0:
+        return Share(math.nan, math.nan, math.nan, 0)
+    lo, hi = wilson_interval(successes, n, z)
+    return Share(float(successes) / float(n), float(lo), float(hi), float(n))
+
+
+# --- verdicts, alignment, position bias ---------------------------------------------------------
+
+
+def verdict(p_a) -> np.ndarray:
+    """1.0 where A is preferred (p_a > 0.5), 0.0 where B is, 0.5 on an exact tie."""
+    p = np.asarray(p_a, dtype=float)
+    return np.where(p > 0.5, 1.0, np.where(p < 0.5, 0.0, 0.5))
+
+
+def agreement_scores(score_x, score_y) -> np.ndarray:
+    """Per-row agreement of two judges' verdicts: 1 equal, 0 opposite, 0.5 if either is a tie."""
+    vx, vy = verdict(score_x), verdict(score_y)
+    tie = (vx == 0.5) | (vy == 0.5)
+    return np.where(tie, 0.5, (vx == vy).astype(float))
+
+
+@dataclass(frozen=True)
+class HumanVerdicts:
+    """One row per comparison: the human majority (score for A), mean confidence, label count."""
+
+    item: np.ndarray
+    score: np.ndarray
+    mean_confidence: np.ndarray
+    n_labels: np.ndarray
+
+    @property
+    def high_confidence(self) -> np.ndarray:
+        """The paper's subset (confidence 1, 2, 8, 9), for several labels via the mean confidence."""
+        c = self.mean_confidence
+        return np.isfinite(c) & ((c <= 2) | (c >= 8))
+
+
+def human_majority(item_ids, choices, confidences=None) -> HumanVerdicts:
+    """Majority vote per comparison (score 1 = A, 0 = B, 0.5 = split vote).
+
+    ``confidences`` may hold nan for unknown; the mean ignores them.
+    """
+    item_ids = np.asarray(item_ids)
+    choices = np.asarray(choices, dtype=float)
+    items, inv = np.unique(item_ids, return_inverse=True)
+    k = np.bincount(inv, minlength=len(items)).astype(float)
+    n_a = np.bincount(inv, weights=1.0 - choices, minlength=len(items))
+    score = np.where(2 * n_a > k, 1.0, np.where(2 * n_a < k, 0.0, 0.5))
+    if confidences is None:
+        conf = np.full(len(items), np.nan)
+    else:
+        c = np.asarray(confidences, dtype=float)
+        known = np.isfinite(c)
+        tot = np.bincount(inv, weights=np.where(known, c, 0.0), minlength=len(items))
+        cnt = np.bincount(inv, weights=known.astype(float), minlength=len(items))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            conf = np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
+    return HumanVerdicts(items, score, conf, k)
+
+
+def alignment(judge_p_a, human: HumanVerdicts, judge_items=None) -> dict[str, Share]:
+    """Share of comparisons where the judge's verdict equals the human majority.
+
+    Comparisons whose human vote is split are left out (there is no human preference to match).
+    ``judge_items`` aligns the judge rows to ``human.item`` (default: same order).
+    Returns ``{"all": Share, "high_confidence": Share}``.
+    """
+    p = np.asarray(judge_p_a, dtype=float)
+    if judge_items is None:
+        hs, hc = human.score, human.high_confidence
+    else:
+        pos = np.searchsorted(human.item, np.asarray(judge_items))
+        pos = np.clip(pos, 0, max(len(human.item) - 1, 0))
+        found = len(human.item) > 0
+        found = found & (human.item[pos] == np.asarray(judge_items)) if found else np.zeros(len(p), bool)
+        p, pos = p[found], pos[found]
+        hs, hc = human.score[pos], human.high_confidence[pos]
+    keep = np.isfinite(p) & (hs != 0.5)
+    agree = agreement_scores(p[keep], hs[keep])
+    high = hc[keep]
+    return {"all": share(agree.sum(), keep.sum()), "high_confidence": share(agree[high].sum(), high.sum())}
+
+
+def human_human_agreement(item_ids, choices) -> Share:
+    """Agreement between two different humans on the same comparison, over all label pairs.
+
+    With k labels on an item of which a prefer A, C(a,2) + C(k-a,2) of its C(k,2) pairs agree.
+    The Wilson interval treats pairs as independent, so it is a little too narrow.
+    """
+    item_ids = np.asarray(item_ids)
+    if len(item_ids) == 0:
+        return share(0, 0)
+    _, inv = np.unique(item_ids, return_inverse=True)
+    k = np.bincount(inv).astype(float)
+    a = np.bincount(inv, weights=1.0 - np.asarray(choices, dtype=float))
+    pairs = k * (k - 1) / 2
+    agree = a * (a - 1) / 2 + (k - a) * (k - a - 1) / 2
+    return share(agree.sum(), pairs.sum())
+
+
+def position_bias(p_a_ab, p_a_ba) -> dict:
+    """Share of comparisons where the labeler prefers the same *position* in both orders.
+
+    ``p_a_ab``: P(A) with A shown first; ``p_a_ba``: P(A) with B shown first.  Prefers the first
+    position in both orders when p_a_ab > 0.5 and p_a_ba < 0.5; the second when the reverse.
+    Returns the overall share with its interval, the shares biased to first and to second
+    position, and which of the biased cases picked the first position.
+    """
+    ab = np.asarray(p_a_ab, dtype=float)
+    ba = np.asarray(p_a_ba, dtype=float)
+    keep = np.isfinite(ab) & np.isfinite(ba)
+    ab, ba = ab[keep], ba[keep]
+    first = (ab > 0.5) & (ba < 0.5)
+    second = (ab < 0.5) & (ba > 0.5)
+    n = int(keep.sum())
+    biased = int(first.sum() + second.sum())
+    s = share(biased, n)
+    return {
+        "biased": s,
+        "first": share(int(first.sum()), n),
+        "second": share(int(second.sum()), n),
+        "first_of_biased": (first.sum() / biased) if biased else math.nan,
+    }
+
+
+# --- win rates ----------------------------------------------------------------------------------
+
+
+def win_rate(wins, losses, ties, z: float = Z95) -> dict[str, np.ndarray]:
+    """Win rate (ties count half) and its Wilson interval; vectorized over cells."""
+    w, l, t = (np.asarray(x, dtype=float) for x in (wins, losses, ties))
+    n = w + l + t
+    s = w + 0.5 * t
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(n > 0, s / np.where(n > 0, n, 1), np.nan)
+    lo, hi = wilson_interval(s, n, z)
+    return {"rate": rate, "lo": lo, "hi": hi, "n": n}
+
+
+def bootstrap_win_rate(wins, losses, ties, rounds: int = 1000, seed: int = 0, level: float = 0.95):
+    """Percentile bootstrap interval of the win rate per cell, resampling the outcome counts.
+
+    Resampling labels with replacement is the same as drawing (wins, losses, ties) from a
+    multinomial with the observed shares, so no per-label rows are needed.
+    Returns (lo, hi) arrays shaped like the inputs (nan where a cell is empty).
+    """
+    w, l, t = (np.atleast_1d(np.asarray(x, dtype=np.int64)) for x in (wins, losses, ties))
+    shape = w.shape
+    w, l, t = w.ravel(), l.ravel(), t.ravel()
+    n = w + l + t
+    lo = np.full(w.shape, np.nan)
+    hi = np.full(w.shape, np.nan)
+    live = n > 0
+    if live.any():
+        rng = np.random.default_rng(seed)
+        nn = n[live]
+        p = np.stack([w[live], l[live], t[live]], axis=1) / nn[:, None]
+        draws = rng.multinomial(nn, p, size=(rounds, len(nn)))  # (R, C, 3)
+        rates = (draws[..., 0] + 0.5 * draws[..., 2]) / nn
+        alpha = (1 - level) / 2
+        lo[live], hi[live] = np.quantile(rates, [alpha, 1 - alpha], axis=0)
+    return lo.reshape(shape), hi.reshape(shape)
+
+
+# --- Bradley-Terry ------------------------------------------------------------------------------
+
+
+@dataclass
+class PairCounts:
+    """Outcome counts per unordered pair of players i < j: i won, j won, tie."""
+
+    n_players: int
+    i: np.ndarray
+    j: np.ndarray
+    wins_i: np.ndarray
+    wins_j: np.ndarray
+    ties: np.ndarray
+
+    @classmethod
+    def from_outcomes(cls, n_players: int, player_a, player_b, score_a) -> "PairCounts":
+        """Counts from per-comparison rows: players of A and B and the score for A (1, 0, 0.5)."""
+        a = np.asarray(player_a, dtype=np.int64)
+        b = np.asarray(player_b, dtype=np.int64)
+        s = verdict(score_a)
+        if np.any(a == b):
+            raise ValueError("a comparison between a player and itself has no Bradley-Terry meaning")
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        lo_won = np.where(s == 0.5, 2, np.where((s == 1.0) == (a == lo), 0, 1))  # 0 lo won, 1 hi won, 2 tie
+        key = (lo * n_players + hi) * 3 + lo_won
+        counts = np.bincount(key, minlength=n_players * n_players * 3).reshape(n_players, n_players, 3)
+        ii, jj = np.nonzero(counts.sum(axis=2))
+        c = counts[ii, jj]
+        return cls(n_players, ii, jj, c[:, 0].astype(float), c[:, 1].astype(float), c[:, 2].astype(float))
+
+    @property
+    def table(self) -> np.ndarray:
+        """The (K, 3) pair-outcome count table."""
+        return np.stack([self.wins_i, self.wins_j, self.ties], axis=1)
+
+    @property
+    def total(self) -> float:
+        return float(self.table.sum())
+
+
+def _bt_newton(pc_i, pc_j, wins_i, games, n_players: int, theta0=None, tol: float = 1e-9, max_iter: int = 100):
+    """Batched Newton-Raphson MLE of Bradley-Terry log-strengths, centred to mean 0.
+
+    ``wins_i`` and ``games`` are (R, K): wins of i (ties as half) and games per pair, for R
+    independent data sets (bootstrap rounds) at once.  The Hessian is a weighted graph
+    Laplacian; adding the all-ones matrix makes it invertible and keeps steps centred.
+    """
+    wins_i = np.atleast_2d(wins_i)
+    games = np.atleast_2d(games)
+    R, K = wins_i.shape
+    P = n_players
+    theta = np.zeros((R, P)) if theta0 is None else np.array(np.broadcast_to(theta0, (R, P)), dtype=float)
+    ones = np.ones((P, P))
+    flat_ij = pc_i * P + pc_j
+    flat_ji = pc_j * P + pc_i
+    diag = np.arange(P) * (P + 1)
+    incidence = np.zeros((K, P))  # +1 for i, -1 for j: gradient and degrees become matmuls
+    incidence[np.arange(K), pc_i] = 1.0
+    incidence[np.arange(K), pc_j] = -1.0
+    touches = np.abs(incidence)
+    for _ in range(max_iter):
+        d = theta[:, pc_i] - theta[:, pc_j]
+        p = 1.0 / (1.0 + np.exp(-d))
+        grad = (wins_i - games * p) @ incidence
+        v = games * p * (1 - p)
+        H = np.zeros((R, P * P))
+        H[:, flat_ij] = -v
+        H[:, flat_ji] = -v
+        H[:, diag] = v @ touches
+        H = H.reshape(R, P, P) + ones
+        step = np.linalg.solve(H, grad[..., None])[..., 0]
+        theta += step
+        theta -= theta.mean(axis=1, keepdims=True)
+        if np.max(np.abs(step)) < tol:
+            break
+    return theta
+
+
+def bradley_terry(counts: PairCounts, prior: float = 1.0) -> np.ndarray:
+    """Maximum-likelihood Bradley-Terry log-strengths (natural log scale, mean 0).
+
+    Ties count as half a win for each side.  ``prior`` adds that many pseudo-games, split evenly,
+    to every observed pair, so a player who won (or lost) every game still has a finite rating;
+    with ``prior=0`` this is the plain MLE, which exists when the win graph is strongly connected.
+    """
+    wins_i = counts.wins_i + 0.5 * counts.ties + prior / 2
+    games = counts.wins_i + counts.wins_j + counts.ties + prior
+    return _bt_newton(counts.i, counts.j, wins_i[None], games[None], counts.n_players)[0]
+
+
+def bootstrap_bradley_terry(
+    counts: PairCounts, rounds: int = 1000, prior: float = 1.0, seed: int = 0, level: float = 0.95,
+    chunk: int = 250,
+) -> dict[str, np.ndarray]:
+    """Bradley-Terry ratings with percentile bootstrap intervals, resampling counts not rows.
+
+    Resampling N labels with replacement is a multinomial draw of N over the pair-outcome count
+    table, so each round costs O(pairs), not O(labels); all rounds are then fitted together by
+    a batched Newton solve warm-started at the full-data fit.
+    """
+    theta = bradley_terry(counts, prior)
+    table = counts.table
+    N = int(round(table.sum()))
+    rng = np.random.default_rng(seed)
+    samples = []
+    for start in range(0, rounds, chunk):
+        r = min(chunk, rounds - start)
+        draw = rng.multinomial(N, table.ravel() / N, size=r).reshape(r, -1, 3).astype(float)
+        wins_i = draw[..., 0] + 0.5 * draw[..., 2] + prior / 2
+        games = draw.sum(axis=2) + prior
+        samples.append(_bt_newton(counts.i, counts.j, wins_i, games, counts.n_players, theta0=theta))
+    boot = np.concatenate(samples)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha], axis=0)
+    return {"theta": theta, "lo": lo, "hi": hi, "rounds": rounds}
+
+
+def elo_scale(theta, base: float = 1000.0) -> np.ndarray:
+    """Log-strengths on the Elo/Arena scale: 400 points = 10:1 odds."""
+    return base + 400.0 / math.log(10.0) * np.asarray(theta, dtype=float)
+
+
+def bt_win_probability(theta_a: float, theta_b: float) -> float:
+    return 1.0 / (1.0 + math.exp(theta_b - theta_a))
+
+
+# --- length-controlled win rate -----------------------------------------------------------------
+
+
+def _logistic_irls(X: np.ndarray, y: np.ndarray, w: np.ndarray, tol: float = 1e-10, max_iter: int = 100):
+    beta = np.zeros(X.shape[1])
+    for _ in range(max_iter):
+        eta = X @ beta
+        p = 1.0 / (1.0 + np.exp(-eta))
+        v = w * p * (1 - p)
+        hess = X.T @ (X * v[:, None]) + 1e-12 * np.eye(X.shape[1])
+        step = np.linalg.solve(hess, X.T @ (w * (y - p)))
+        beta += step
+        if np.max(np.abs(step)) < tol:
+            break
+    p = 1.0 / (1.0 + np.exp(-(X @ beta)))
+    info = X.T @ (X * (w * p * (1 - p))[:, None])
+    return beta, info
+
+
+def length_controlled_win_rate(score_a, len_a, len_b, z: float = Z95) -> dict:
+    """The paper's length correction: logistic regression of "A preferred" on len(A)/len(B),
+    predicted at a length ratio of 1.0.
+
+    ``score_a`` is 1 (A preferred), 0 (B) or 0.5 (tie, fitted as a soft label).  The interval is
+    the Wald interval on the logit scale from the fit's Fisher information.  Returns nan when
+    fewer than two distinct ratios exist (the slope is not identified).
+    """
+    y = np.asarray(score_a, dtype=float)
+    ratio = np.asarray(len_a, dtype=float) / np.asarray(len_b, dtype=float)
+    out = {"rate": math.nan, "lo": math.nan, "hi": math.nan, "slope": math.nan, "n": int(len(y))}
+    if len(y) < 2 or np.unique(ratio).size < 2:
+        return out
+    X = np.stack([np.ones_like(ratio), ratio], axis=1)
+    beta, info = _logistic_irls(X, y, np.ones_like(y))
+    x1 = np.array([1.0, 1.0])
+    eta = float(x1 @ beta)
+    try:
+        se = math.sqrt(float(x1 @ np.linalg.solve(info, x1)))
+    except np.linalg.LinAlgError:
+        se = math.nan
+    sig = lambda e: 1.0 / (1.0 + math.exp(-e))  # noqa: E731
+    out.update(rate=sig(eta), lo=sig(eta - z * se), hi=sig(eta + z * se), slope=float(beta[1]))
+    return out
+
+
+# --- inter-annotator agreement ------------------------------------------------------------------
+
+
+def cohen_kappa(x, y) -> float:
+    """Cohen's kappa of two raters' nominal labels on the same items."""
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) == 0:
+        return math.nan
+    cats, inv = np.unique(np.concatenate([x, y]), return_inverse=True)
+    xi, yi = inv[: len(x)], inv[len(x):]
+    po = float(np.mean(xi == yi))
+    pe = float(np.sum(np.bincount(xi, minlength=len(cats)) * np.bincount(yi, minlength=len(cats)))) / len(x) ** 2
+    return math.nan if pe == 1.0 else (po - pe) / (1.0 - pe)
+
+
+def mean_pairwise_kappa(item_ids, rater_ids, labels, min_shared: int = 10) -> dict:
+    """Cohen's kappa for every pair of raters with at least ``min_shared`` common items; mean."""
+    item_ids, rater_ids, labels = np.asarray(item_ids), np.asarray(rater_ids), np.asarray(labels)
+    by_rater: dict = {}
+    for r in np.unique(rater_ids):
+        m = rater_ids == r
+        by_rater[r] = dict(zip(item_ids[m].tolist(), labels[m].tolist()))
+    raters = sorted(by_rater, key=str)
+    kappas = []
+    for a_idx, ra in enumerate(raters):
+        for rb in raters[a_idx + 1:]:
+            common = by_rater[ra].keys() & by_rater[rb].keys()
+            if len(common) >= min_shared:
+                k = cohen_kappa([by_rater[ra][c] for c in common], [by_rater[rb][c] for c in common])
+                if not math.isnan(k):
+                    kappas.append(k)
+    return {"mean": float(np.mean(kappas)) if kappas else math.nan, "n_pairs": len(kappas)}
+
+
+def krippendorff_alpha_nominal(item_ids, values) -> float:
+    """Krippendorff's alpha for nominal data with any number of raters and missing values.
+
+    Rows are (item, value) pairs; items with fewer than two values are not pairable and ignored.
+    alpha = 1 - (n - 1) * sum_{c != k} o_ck / sum_{c != k} n_c n_k, with the coincidence matrix o.
+    """
+    item_ids, values = np.asarray(item_ids), np.asarray(values)
+    if len(values) == 0:
+        return math.nan
+    items, ii = np.unique(item_ids, return_inverse=True)
+    cats, vi = np.unique(values, return_inverse=True)
+    counts = np.zeros((len(items), len(cats)))
+    np.add.at(counts, (ii, vi), 1.0)
+    m = counts.sum(axis=1)
+    pairable = m >= 2
+    counts, m = counts[pairable], m[pairable]
+    if len(m) == 0:
+        return math.nan
+    o = np.einsum("uc,uk->ck", counts / (m - 1)[:, None], counts) - np.diag((counts / (m - 1)[:, None]).sum(axis=0))
+    n_c = o.sum(axis=1)
+    n = n_c.sum()
+    disagree_obs = o.sum() - np.trace(o)
+    disagree_exp = n_c.sum() ** 2 - np.sum(n_c ** 2)
+    if disagree_exp == 0:
+        return math.nan
+    return float(1.0 - (n - 1) * disagree_obs / disagree_exp)
+
+
+def agreement_with_others_majority(item_ids, rater_ids, choices) -> dict:
+    """Per rater: how often their label equals the majority of the *other* raters on that item.
+
+    Leaving the rater out keeps a lone-ish labeler from agreeing with themselves.  Items where
+    nobody else labeled, or where the others split evenly, are not counted.
+    Returns ``{rater: Share}``.
+    """
+    item_ids, rater_ids = np.asarray(item_ids), np.asarray(rater_ids)
+    c = np.asarray(choices, dtype=float)
+    if len(c) == 0:
+        return {}
+    _, inv = np.unique(item_ids, return_inverse=True)
+    k = np.bincount(inv).astype(float)
+    a = np.bincount(inv, weights=1.0 - c)
+    others_k = k[inv] - 1
+    others_a = a[inv] - (1.0 - c)
+    counted = (others_k > 0) & (2 * others_a != others_k)
+    majority_is_a = 2 * others_a > others_k
+    agree = (majority_is_a == (c == 0)) & counted
+    raters, rinv = np.unique(rater_ids, return_inverse=True)
+    n = np.bincount(rinv, weights=counted.astype(float), minlength=len(raters))
+    s = np.bincount(rinv, weights=agree.astype(float), minlength=len(raters))
+    return {r: share(s[i], n[i]) for i, r in enumerate(raters.tolist())}
+
+
+# --- trivial reference judges -------------------------------------------------------------------
+
+
+TRIVIAL_JUDGES = {
+    "longer": "Trivial: prefer the longer summary",
+    "overlap": "Trivial: prefer more distinct words shared with the post",
+}
+
+
+def longer_judge(texts_a: Sequence[str], texts_b: Sequence[str]) -> np.ndarray:
+    """P(A) of the judge that prefers the longer summary (characters); 0.5 when equal."""
+    la = np.fromiter((len(t) for t in texts_a), float, len(texts_a))
+    lb = np.fromiter((len(t) for t in texts_b), float, len(texts_b))
+    return np.where(la > lb, 1.0, np.where(la < lb, 0.0, 0.5))
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def overlap_judge(posts: Sequence[str], texts_a: Sequence[str], texts_b: Sequence[str]) -> np.ndarray:
+    """P(A) of the judge that prefers the summary sharing more distinct words with the post."""
+    out = np.empty(len(posts))
+    cache: dict[str, set[str]] = {}
+    for n, (post, a, b) in enumerate(zip(posts, texts_a, texts_b)):
+        pw = cache.get(post)
+        if pw is None:
+            pw = cache[post] = _words(post)
+        oa, ob = len(pw & _words(a)), len(pw & _words(b))
+        out[n] = 1.0 if oa > ob else 0.0 if oa < ob else 0.5
+    return out
+
+
+def trivial_judges(posts: Iterable[str], texts_a: Sequence[str], texts_b: Sequence[str]) -> dict[str, np.ndarray]:
+    posts = list(posts)
+    return {"longer": longer_judge(texts_a, texts_b), "overlap": overlap_judge(posts, texts_a, texts_b)}
