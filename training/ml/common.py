@@ -1,0 +1,227 @@
+"""What the three training loops share: hooks, devices, optimizers, checkpoints, prompt format.
+
+No Django here. The loops call `Hooks` so that the caller (a Celery task, the `train` command, a
+test) sees progress, can ask for a cooperative stop, and learns where the last resumable
+checkpoint is. Checkpoints are plain `save_pretrained` folders plus a `trainer_state.pt` file
+(optimizer, step, RNG), so a checkpoint is also a loadable Hugging Face model.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import json
+import math
+import random
+import shutil
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+STATE_FILE = "trainer_state.pt"
+
+
+def _noop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+@dataclass
+class Hooks:
+    """Callbacks a loop calls; all optional."""
+
+    on_log: Callable[[int, int, dict], None] = _noop
+    """Called after each optimizer step with (step, total_steps, metrics of that step)."""
+    should_stop: Callable[[], bool] = lambda: False
+    """Polled after each step; True stops the loop cooperatively (after a checkpoint is saved)."""
+    on_checkpoint: Callable[[str, int], None] = _noop
+    """Called with (checkpoint folder, step) after each resumable checkpoint is written."""
+
+
+@dataclass
+class TrainResult:
+    status: str
+    """"done" or "stopped" (cooperative stop)."""
+    step: int
+    total_steps: int
+    output_dir: str | None = None
+    """The final save_pretrained folder (None when stopped)."""
+    checkpoint_dir: str | None = None
+    summary: dict = field(default_factory=dict)
+    """Final figures, e.g. held-out accuracy."""
+
+
+class TrainingDataError(ValueError):
+    """The data handed to a loop cannot be trained on (empty, malformed); the message says why."""
+
+
+# --- config docs -----------------------------------------------------------------------------
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of a dataclass (the string literal under each field)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+                    docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def config_from_dict(cls: type, values: dict | None, *, where: str = "hyperparameters") -> Any:
+    """Build a config dataclass from a dict, rejecting unknown keys and casting to the field types."""
+    values = dict(values or {})
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown} for {cls.__name__}; known: {sorted(known)}")
+    kwargs = {}
+    defaults = cls()
+    for name, raw in values.items():
+        default = getattr(defaults, name)
+        try:
+            if isinstance(default, bool):
+                kwargs[name] = raw if isinstance(raw, bool) else str(raw).lower() in {"1", "true", "yes", "on"}
+            elif isinstance(default, int) and not isinstance(default, bool):
+                kwargs[name] = int(raw)
+            elif isinstance(default, float):
+                kwargs[name] = float(raw)
+            else:
+                kwargs[name] = raw
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: field {name!r} of {cls.__name__} expects {type(default).__name__}, got {raw!r}") from exc
+    return cls(**kwargs)
+
+
+# --- devices, seeds, optimizers -------------------------------------------------------------
+
+
+def make_accelerator(precision: str = "auto"):
+    """An accelerate.Accelerator: bf16 on a CUDA GPU that supports it, fp32 on CPU.
+
+    Run under `accelerate launch` for several GPUs; in a single process this is a thin wrapper.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    # The state is a process-wide singleton; reset it so runs with other precisions can follow.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=precision)
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0):
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "adafactor":
+        from transformers.optimization import Adafactor
+
+        return Adafactor(params, lr=lr, scale_parameter=False, relative_step=False, warmup_init=False,
+                         weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'adamw' or 'adafactor', got {name!r}")
+
+
+def epoch_order(n: int, epoch: int, seed: int) -> list[int]:
+    """A deterministic shuffle per epoch, so a resumed run sees the batches it had not seen."""
+    order = list(range(n))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return order
+
+
+def batches(n: int, batch_size: int, epochs: int, seed: int) -> list[list[int]]:
+    """All batches of all epochs, in order (the last partial batch of an epoch is kept)."""
+    out = []
+    for epoch in range(epochs):
+        order = epoch_order(n, epoch, seed)
+        out.extend(order[i:i + batch_size] for i in range(0, n, batch_size))
+    return out
+
+
+def total_steps(n: int, batch_size: int, epochs: int, max_steps: int = 0) -> int:
+    steps = epochs * math.ceil(n / batch_size)
+    return min(steps, max_steps) if max_steps > 0 else steps
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+
+def save_checkpoint(ckpt_dir: str | Path, *, model, tokenizer, optimizer, step: int, extra: dict | None = None,
+                    accelerator=None) -> str:
+    """Write a resumable checkpoint atomically: a temp folder renamed over the previous one."""
+    ckpt_dir = Path(ckpt_dir)
+    tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
+    unwrapped.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    torch.save({"optimizer": optimizer.state_dict(), "step": step, "extra": extra or {},
+                "torch_rng": torch.get_rng_state()}, tmp / STATE_FILE)
+    old = ckpt_dir.with_name(ckpt_dir.name + ".old")
+    if ckpt_dir.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        ckpt_dir.rename(old)
+    tmp.rename(ckpt_dir)
+    if old.exists():
+        shutil.rmtree(old)
+    return str(ckpt_dir)
+
+
+def load_trainer_state(ckpt_dir: str | Path) -> dict:
+    path = Path(ckpt_dir) / STATE_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no trainer state; is {ckpt_dir} a checkpoint written by this project?")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def save_final(out_dir: str | Path, *, model, tokenizer, info: dict, accelerator=None) -> str:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
+    unwrapped.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    (out_dir / "rlaif_training.json").write_text(json.dumps(info, indent=2, default=str))
+    return str(out_dir)
+
+
+# --- the prompt format (the paper's TL;DR format) -------------------------------------------
+
+
+def format_prompt(subreddit: str, title: str, post: str) -> str:
+    """`SUBREDDIT / TITLE / POST` then `TL;DR:`; the summary follows after one space."""
+    head = f"SUBREDDIT: r/{subreddit}\n" if subreddit else ""
+    return f"{head}TITLE: {title}\nPOST: {post}\nTL;DR:"
+
+
+def fit_prompt(tokenizer, subreddit: str, title: str, post: str, max_tokens: int) -> str:
+    """The prompt, with the post shortened (from its end) so the whole prompt fits max_tokens."""
+    prompt = format_prompt(subreddit, title, post)
+    n = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    if n <= max_tokens:
+        return prompt
+    post_ids = tokenizer(post, add_special_tokens=False)["input_ids"]
+    keep = max(0, len(post_ids) - (n - max_tokens) - 2)
+    while True:
+        short = tokenizer.decode(post_ids[:keep]).rstrip() + " …"
+        prompt = format_prompt(subreddit, title, short)
+        if keep == 0 or len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) <= max_tokens:
+            return prompt
+        keep = max(0, keep - 8)

@@ -1,0 +1,275 @@
+"""Reward model: a scalar head on a checkpoint, trained on preference pairs with soft labels.
+
+Loss (the paper's): cross-entropy between softmax(r_A, r_B) and the label (p, 1 - p), where p is
+the AI labeler's p(A) for AI labels and 1 or 0 for human labels:
+
+    loss = -[p * log sigma(r_A - r_B) + (1 - p) * log sigma(r_B - r_A)]
+
+TRL's RewardTrainer only takes hard (chosen, rejected) pairs, hence this loop. Both summaries of
+a pair go through the model in one forward pass. Accuracy is reported on held-out human labels,
+for all of them and for the high-confidence subset (confidence 1, 2, 8, 9), beside the two trivial
+baselines ("prefer the longer summary", "prefer the one sharing more distinct words with the post").
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import common
+from .common import Hooks, TrainingDataError, TrainResult
+
+HIGH_CONFIDENCE = {1, 2, 8, 9}
+
+
+@dataclass
+class RewardConfig:
+    model: str = ""
+    """Backbone checkpoint (e.g. the MiniLM encoder, or an SFT policy); a new scalar head is added."""
+    learning_rate: float = 1e-5
+    """The paper's reward-model learning rate."""
+    epochs: int = 2
+    """The paper trains 2-3 epochs."""
+    batch_size: int = 128
+    """Pairs per optimizer step (the paper's 128 for summarization)."""
+    micro_batch_size: int = 16
+    """Pairs per forward pass; gradients are accumulated up to batch_size."""
+    max_length: int = 1152
+    """Tokens per (post, summary) input, the paper's 1,152; capped at the backbone's own limit."""
+    optimizer: str = "adamw"
+    """adamw or adafactor."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0: run all epochs)."""
+    checkpoint_every: int = 50
+    """Write a resumable checkpoint every this many steps (and when stopped)."""
+    eval_batch_size: int = 32
+    """Pairs per forward pass when scoring held-out pairs."""
+    seed: int = 0
+    """Seed of the data order and of the new head."""
+    precision: str = "auto"
+    """auto (bf16 on a CUDA GPU, fp32 on CPU), bf16, fp16 or no."""
+
+
+def soft_label_loss(r_a: torch.Tensor, r_b: torch.Tensor, p_a: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy between softmax(r_A, r_B) and (p_a, 1 - p_a)."""
+    margin = r_a - r_b
+    return -(p_a * F.logsigmoid(margin) + (1 - p_a) * F.logsigmoid(-margin)).mean()
+
+
+# --- input encoding (shared with the benchmark so both trainers see the same token ids) -----------
+
+
+def model_max_length(tokenizer, model_config, wanted: int) -> int:
+    limits = [wanted]
+    for attr in ("max_position_embeddings", "n_positions"):
+        if getattr(model_config, attr, None):
+            limits.append(int(getattr(model_config, attr)))
+    if getattr(tokenizer, "model_max_length", None) and tokenizer.model_max_length < 10**9:
+        limits.append(int(tokenizer.model_max_length))
+    return min(limits)
+
+
+def encode(tokenizer, ex: dict, summary: str, max_length: int) -> list[int]:
+    """Token ids of `prompt + " " + summary`; the post is shortened so the summary always fits."""
+    summary_ids = tokenizer(" " + summary.strip(), add_special_tokens=False)["input_ids"][: max_length // 2]
+    n_special = len(tokenizer("", add_special_tokens=True)["input_ids"])
+    budget = max(8, max_length - len(summary_ids) - n_special)
+    prompt = common.fit_prompt(tokenizer, ex.get("subreddit", ""), ex.get("title", ""), ex["post"], budget)
+    text = prompt + " " + summary.strip()
+    return tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if side == "right":
+            ids[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), 1
+        else:
+            ids[i, width - len(s):], mask[i, width - len(s):] = torch.tensor(s), 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def load_reward_model(path: str, *, new_head: bool = False):
+    """(model, tokenizer) with one output; a causal-LM backbone gets its pad token set."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    kwargs = {"num_labels": 1}
+    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def validate_pairs(pairs: list[dict], *, what: str, need: str) -> None:
+    if not pairs:
+        raise TrainingDataError(f"reward model: no {what} pairs in the selected data")
+    for i, ex in enumerate(pairs):
+        for key in ("post", "summary_a", "summary_b"):
+            if not isinstance(ex.get(key), str) or not ex[key].strip():
+                raise TrainingDataError(f"reward model {what} pair {i}: field {key!r} is missing or empty")
+        value = ex.get(need)
+        if need == "p_a" and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+            raise TrainingDataError(f"reward model {what} pair {i}: field 'p_a' must be in [0, 1], got {value!r}")
+        if need == "choice" and value not in (0, 1):
+            raise TrainingDataError(f"reward model {what} pair {i}: field 'choice' must be 0 or 1, got {value!r}")
+
+
+@torch.no_grad()
+def score_pairs(model, tokenizer, pairs: list[dict], max_length: int, batch_size: int = 32, device=None) -> list[float]:
+    """r_A - r_B for each pair."""
+    model.eval()
+    device = device or next(model.parameters()).device
+    out: list[float] = []
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i:i + batch_size]
+        seqs = [encode(tokenizer, ex, ex["summary_a"], max_length) for ex in chunk] + \
+               [encode(tokenizer, ex, ex["summary_b"], max_length) for ex in chunk]
+        batch = {k: v.to(device) for k, v in pad_batch(seqs, tokenizer.pad_token_id).items()}
+        r = model(**batch).logits.squeeze(-1).float()
+        out.extend((r[: len(chunk)] - r[len(chunk):]).tolist())
+    return out
+
+
+# --- the two trivial baselines -----------------------------------------------------------------
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def baseline_margins(pairs: list[dict]) -> dict[str, list[float]]:
+    """Margins (>0: prefer A) of "longer summary" and "more distinct words shared with the post"."""
+    longer = [float(len(ex["summary_a"]) - len(ex["summary_b"])) for ex in pairs]
+    overlap = []
+    for ex in pairs:
+        post = _words(ex.get("title", "") + " " + ex["post"])
+        overlap.append(float(len(_words(ex["summary_a"]) & post) - len(_words(ex["summary_b"]) & post)))
+    return {"longer": longer, "overlap": overlap}
+
+
+def accuracy(margins: Sequence[float], choices: Sequence[int]) -> float | None:
+    """Share of pairs whose sign of margin matches the human choice (0 = A); ties count half."""
+    if not choices:
+        return None
+    hits = sum(0.5 if m == 0 else float((m > 0) == (c == 0)) for m, c in zip(margins, choices))
+    return hits / len(choices)
+
+
+def evaluate(model, tokenizer, eval_pairs: list[dict], max_length: int, batch_size: int = 32) -> dict:
+    """Held-out accuracy vs human labels (all and confidence 1/2/8/9) for the RM and both baselines."""
+    if not eval_pairs:
+        return {}
+    margins = score_pairs(model, tokenizer, eval_pairs, max_length, batch_size)
+    base = baseline_margins(eval_pairs)
+    choices = [ex["choice"] for ex in eval_pairs]
+    high = [i for i, ex in enumerate(eval_pairs) if ex.get("confidence") in HIGH_CONFIDENCE]
+    result = {"eval_pairs": len(eval_pairs), "eval_pairs_high_confidence": len(high)}
+    for name, m in [("rm", margins), ("longer_baseline", base["longer"]), ("overlap_baseline", base["overlap"])]:
+        result[f"{name}_accuracy"] = accuracy(m, choices)
+        result[f"{name}_accuracy_high_confidence"] = accuracy([m[i] for i in high], [choices[i] for i in high])
+    return result
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def train_reward(config: RewardConfig, train_pairs: list[dict], output_dir: str | Path, *,
+                 eval_pairs: list[dict] | None = None, hooks: Hooks | None = None,
+                 resume_from: str | None = None) -> TrainResult:
+    """Train on pairs ({subreddit, title, post, summary_a, summary_b, p_a}); evaluate on eval_pairs (with choice)."""
+    hooks = hooks or Hooks()
+    validate_pairs(train_pairs, what="training", need="p_a")
+    if eval_pairs:
+        validate_pairs(eval_pairs, what="held-out", need="choice")
+    output_dir = Path(output_dir)
+    ckpt_dir = output_dir / "checkpoint"
+    common.set_seed(config.seed)
+    accelerator = common.make_accelerator(config.precision)
+    model, tokenizer = load_reward_model(resume_from or config.model)
+    max_length = model_max_length(tokenizer, model.config, config.max_length)
+    model.train()
+    optimizer = common.make_optimizer(config.optimizer, model.parameters(), config.learning_rate, config.weight_decay)
+    start_step = 0
+    if resume_from:
+        state = common.load_trainer_state(resume_from)
+        optimizer.load_state_dict(state["optimizer"])
+        start_step = state["step"]
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    enc_a = [encode(tokenizer, ex, ex["summary_a"], max_length) for ex in train_pairs]
+    enc_b = [encode(tokenizer, ex, ex["summary_b"], max_length) for ex in train_pairs]
+    labels = torch.tensor([float(ex["p_a"]) for ex in train_pairs])
+    plan = common.batches(len(train_pairs), config.batch_size, config.epochs, config.seed)
+    total = common.total_steps(len(train_pairs), config.batch_size, config.epochs, config.max_steps)
+    step = start_step
+    for batch_idx in plan[start_step:total]:
+        t0 = time.perf_counter()
+        model.train()
+        optimizer.zero_grad()
+        loss_sum, hits = 0.0, 0.0
+        for m in range(0, len(batch_idx), config.micro_batch_size):
+            idx = batch_idx[m:m + config.micro_batch_size]
+            batch = pad_batch([enc_a[i] for i in idx] + [enc_b[i] for i in idx], tokenizer.pad_token_id)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            p_a = labels[idx].to(accelerator.device)
+            with accelerator.autocast():
+                r = model(**batch).logits.squeeze(-1).float()
+            r_a, r_b = r[: len(idx)], r[len(idx):]
+            loss = soft_label_loss(r_a, r_b, p_a) * len(idx) / len(batch_idx)
+            accelerator.backward(loss)
+            loss_sum += loss.item()
+            hits += float((((r_a - r_b) > 0).float() == (p_a > 0.5).float()).sum())
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        step += 1
+        elapsed = time.perf_counter() - t0
+        hooks.on_log(step, total, {"loss": loss_sum, "accuracy": hits / len(batch_idx), "grad_norm": float(grad_norm),
+                                   "pairs_per_s": len(batch_idx) / elapsed})
+        stop = hooks.should_stop()
+        if stop or step % config.checkpoint_every == 0:
+            common.save_checkpoint(ckpt_dir, model=model, tokenizer=tokenizer, optimizer=optimizer, step=step,
+                                   accelerator=accelerator)
+            hooks.on_checkpoint(str(ckpt_dir), step)
+        if stop:
+            return TrainResult("stopped", step, total, checkpoint_dir=str(ckpt_dir))
+    summary = {"train_pairs": len(train_pairs), "steps": step, "max_length": max_length}
+    summary.update(evaluate(accelerator.unwrap_model(model), tokenizer, eval_pairs or [], max_length, config.eval_batch_size))
+    final = common.save_final(output_dir / "final", model=model, tokenizer=tokenizer, accelerator=accelerator,
+                              info={"algorithm": "reward", "config": asdict(config), "summary": summary})
+    return TrainResult("done", step, total, output_dir=final, summary=summary)
+
+
+class RewardScorer:
+    """A trained reward model as a reward function: (records, summaries) -> rewards."""
+
+    def __init__(self, path: str, *, max_length: int = 1152, batch_size: int = 32, device: str | None = None):
+        self.model, self.tokenizer = load_reward_model(path)
+        self.max_length = model_max_length(self.tokenizer, self.model.config, max_length)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def __call__(self, records: Sequence[dict], summaries: Sequence[str]) -> list[float]:
+        out: list[float] = []
+        for i in range(0, len(records), self.batch_size):
+            seqs = [encode(self.tokenizer, r, s, self.max_length)
+                    for r, s in zip(records[i:i + self.batch_size], summaries[i:i + self.batch_size])]
+            batch = {k: v.to(self.device) for k, v in pad_batch(seqs, self.tokenizer.pad_token_id).items()}
+            out.extend(self.model(**batch).logits.squeeze(-1).float().tolist())
+        return out

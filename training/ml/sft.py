@@ -1,0 +1,151 @@
+"""Supervised fine-tuning of a causal LM on posts and their reference summaries.
+
+Each example is the paper's TL;DR prompt (`SUBREDDIT / TITLE / POST` then `TL;DR:`) followed by
+" {summary}<eos>"; the loss is the next-token cross-entropy on the summary tokens only.
+A plain accelerate loop (bf16 on CUDA, fp32 on CPU, several GPUs under `accelerate launch`)
+with cooperative stop and resumable checkpoints; see `common.Hooks`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from . import common
+from .common import Hooks, TrainingDataError, TrainResult
+
+
+@dataclass
+class SFTConfig:
+    model: str = ""
+    """Base causal LM: a Hugging Face name or a local save_pretrained folder."""
+    learning_rate: float = 5e-5
+    """The paper gives no SFT settings; 5e-5 follows common TL;DR SFT recipes (Stiennon et al. 2020 scale)."""
+    epochs: int = 1
+    """Passes over the reference summaries (one, as Stiennon et al. 2020)."""
+    batch_size: int = 128
+    """Examples per optimizer step (the paper's batch size for its RL and RM runs)."""
+    micro_batch_size: int = 8
+    """Examples per forward pass; gradients are accumulated up to batch_size."""
+    max_length: int = 512
+    """Tokens of prompt plus summary; the post is shortened to fit."""
+    max_summary_tokens: int = 64
+    """Summary tokens kept (TL;DR summaries are short); the rest of max_length goes to the prompt."""
+    optimizer: str = "adamw"
+    """adamw or adafactor."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps (0: run all epochs)."""
+    checkpoint_every: int = 50
+    """Write a resumable checkpoint every this many steps (and when stopped)."""
+    seed: int = 0
+    """Seed of the data order and of the initialization of new heads."""
+    precision: str = "auto"
+    """auto (bf16 on a CUDA GPU, fp32 on CPU), bf16, fp16 or no."""
+
+
+def _encode(tokenizer, ex: dict, cfg: SFTConfig) -> tuple[list[int], list[int]]:
+    summary_ids = tokenizer(" " + ex["summary"].strip(), add_special_tokens=False)["input_ids"][: cfg.max_summary_tokens]
+    summary_ids = summary_ids + [tokenizer.eos_token_id]
+    prompt = common.fit_prompt(tokenizer, ex.get("subreddit", ""), ex.get("title", ""), ex["post"],
+                               cfg.max_length - len(summary_ids))
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"][-(cfg.max_length - len(summary_ids)):]
+    return prompt_ids, summary_ids
+
+
+def _collate(encoded: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(p) + len(s) for p, s in encoded)
+    ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(encoded), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for i, (p, s) in enumerate(encoded):
+        seq = p + s
+        ids[i, : len(seq)] = torch.tensor(seq)
+        labels[i, len(p): len(seq)] = torch.tensor(s)
+        mask[i, : len(seq)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def _summed_loss(model, batch) -> tuple[torch.Tensor, int]:
+    """Sum (not mean) of the token losses, so micro-batches add up to the batch mean exactly."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    shift_logits, shift_labels = logits[:, :-1].float(), batch["labels"][:, 1:]
+    loss = torch.nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    return loss, int((shift_labels != -100).sum())
+
+
+def validate_examples(examples: list[dict]) -> None:
+    if not examples:
+        raise TrainingDataError("SFT: no examples (no reference summaries in the selected data)")
+    for i, ex in enumerate(examples):
+        for key in ("post", "summary"):
+            if not isinstance(ex.get(key), str) or not ex[key].strip():
+                raise TrainingDataError(f"SFT example {i}: field {key!r} is missing or empty")
+
+
+def train_sft(config: SFTConfig, examples: list[dict], output_dir: str | Path, *, hooks: Hooks | None = None,
+              resume_from: str | None = None) -> TrainResult:
+    """Fine-tune config.model on examples ({subreddit, title, post, summary}); save to output_dir/final."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hooks = hooks or Hooks()
+    validate_examples(examples)
+    output_dir = Path(output_dir)
+    ckpt_dir = output_dir / "checkpoint"
+    source = resume_from or config.model
+    common.set_seed(config.seed)
+    accelerator = common.make_accelerator(config.precision)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(source)
+    model.train()
+    optimizer = common.make_optimizer(config.optimizer, model.parameters(), config.learning_rate, config.weight_decay)
+    start_step, metrics_extra = 0, {}
+    if resume_from:
+        state = common.load_trainer_state(resume_from)
+        optimizer.load_state_dict(state["optimizer"])
+        start_step = state["step"]
+        torch.set_rng_state(state["torch_rng"])
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    encoded = [_encode(tokenizer, ex, config) for ex in examples]
+    plan = common.batches(len(encoded), config.batch_size, config.epochs, config.seed)
+    total = common.total_steps(len(encoded), config.batch_size, config.epochs, config.max_steps)
+    step = start_step
+    for batch_idx in plan[start_step:total]:
+        t0 = time.perf_counter()
+        optimizer.zero_grad()
+        n_tokens = sum(len(encoded[i][1]) for i in batch_idx)
+        loss_sum = 0.0
+        for m in range(0, len(batch_idx), config.micro_batch_size):
+            micro = _collate([encoded[i] for i in batch_idx[m:m + config.micro_batch_size]], tokenizer.pad_token_id)
+            micro = {k: v.to(accelerator.device) for k, v in micro.items()}
+            with accelerator.autocast():
+                loss, _ = _summed_loss(model, micro)
+            accelerator.backward(loss / n_tokens)
+            loss_sum += loss.item()
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        step += 1
+        elapsed = time.perf_counter() - t0
+        all_tokens = sum(len(encoded[i][0]) + len(encoded[i][1]) for i in batch_idx)
+        hooks.on_log(step, total, {"loss": loss_sum / n_tokens, "grad_norm": float(grad_norm),
+                                   "tokens_per_s": all_tokens / elapsed, "lr": config.learning_rate})
+        stop = hooks.should_stop()
+        if stop or step % config.checkpoint_every == 0:
+            common.save_checkpoint(ckpt_dir, model=model, tokenizer=tokenizer, optimizer=optimizer, step=step,
+                                   accelerator=accelerator, extra=metrics_extra)
+            hooks.on_checkpoint(str(ckpt_dir), step)
+        if stop:
+            return TrainResult("stopped", step, total, checkpoint_dir=str(ckpt_dir))
+    final = common.save_final(output_dir / "final", model=model, tokenizer=tokenizer, accelerator=accelerator,
+                              info={"algorithm": "sft", "config": asdict(config), "examples": len(examples)})
+    return TrainResult("done", step, total, output_dir=final, summary={"examples": len(examples), "steps": step})
