@@ -1,0 +1,426 @@
+"""Writes for file import and export of preferences.
+
+`comparison_import` and `posts_import` stream a file through the validating parsers of
+`labeling.importers` and write it in ONE transaction: the first bad record raises
+`ImportFileError` and nothing of the file stays written. Records are written in chunks with
+per-file caches of posts, policies, summaries and comparisons and `bulk_create`, so a file of a
+few thousand lines takes seconds. Re-importing a file creates nothing: posts are found by
+(dataset, external id) or by content digest (the same post under another id is reused),
+summaries by (post, policy, text digest), comparisons by their canonical pair, labels by
+`import_key` = ``<dataset>:<record key>``.
+
+`preferences_export` streams labels out as TRL preference JSONL or CSV (see its docstring).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, TextIO, TypeVar
+
+from django.db import transaction
+
+from .. import importers
+from ..importers import ComparisonRecord, ImportFileError, PostRecord, PostWithReferenceRecord
+from ..models import (
+    AILabel, Comparison, Dataset, HumanLabel, LabelerConfig, Policy, PolicyKind, Post, Summary, TaskKind,
+)
+
+__all__ = ["ImportFileError", "ImportResult", "comparison_import", "posts_import", "preferences_export"]
+
+CHUNK = 500
+T = TypeVar("T")
+
+# Attribution written into a new Dataset's `license` when the shipped files create it.
+_KNOWN_LICENSES = {
+    "tldr": "Labels and samples: OpenAI summarize-from-feedback, Modified MIT License, Copyright (c) 2020 "
+            "OpenAI. Reddit posts and reference TL;DRs: Webis-TLDR-17, CC BY 4.0. See data/README.md.",
+    "hh-rlhf-helpful": "Anthropic HH-RLHF helpful-base, MIT License, Copyright (c) 2022 Anthropic. "
+                       "May contain offensive content. See data/README.md.",
+}
+
+
+@dataclass
+class ImportResult:
+    """What an import did; `*_present` counts distinct rows that already existed."""
+
+    dataset: str = ""
+    format: str = ""
+    records: int = 0
+    posts_created: int = 0
+    posts_present: int = 0
+    summaries_created: int = 0
+    summaries_present: int = 0
+    comparisons_created: int = 0
+    comparisons_present: int = 0
+    labels_created: int = 0
+    labels_present: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.records} records into dataset {self.dataset!r}: "
+            f"posts {self.posts_created} created / {self.posts_present} present, "
+            f"summaries {self.summaries_created} / {self.summaries_present}, "
+            f"comparisons {self.comparisons_created} / {self.comparisons_present}, "
+            f"labels {self.labels_created} / {self.labels_present}"
+        )
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@dataclass
+class _Writer:
+    """Get-or-create of posts, summaries and comparisons of one dataset, with per-file caches."""
+
+    dataset: Dataset
+    result: ImportResult
+    post_by_ext: dict[str, int] = field(default_factory=dict)
+    post_by_sha: dict[str, int] = field(default_factory=dict)
+    policies: dict[str, int] = field(default_factory=dict)
+    summaries: dict[tuple[int, int, str], int] = field(default_factory=dict)
+    comparisons: dict[tuple[int, int], int] = field(default_factory=dict)
+    loaded_posts: set[int] = field(default_factory=set)  # posts whose summaries/comparisons are cached
+    seen_present: dict[str, set] = field(default_factory=lambda: {"posts": set(), "summaries": set(),
+                                                                  "comparisons": set()})
+
+    def _present(self, kind: str, pk: int) -> None:
+        if pk not in self.seen_present[kind]:
+            self.seen_present[kind].add(pk)
+            setattr(self.result, f"{kind}_present", getattr(self.result, f"{kind}_present") + 1)
+
+    # posts -------------------------------------------------------------------------------
+    def posts(self, records: list[PostRecord]) -> list[int]:
+        """Post id of each record: by external id, else by content digest, else created."""
+        want_ext = {r.external_id for r in records} - self.post_by_ext.keys()
+        want_sha = {r.digest for r in records} - self.post_by_sha.keys()
+        existing = set()
+        if want_ext or want_sha:
+            rows = list(Post.objects.filter(dataset=self.dataset, external_id__in=want_ext)
+                        .values_list("pk", "external_id", "content_sha256"))
+            rows += Post.objects.filter(dataset=self.dataset, content_sha256__in=want_sha).order_by("pk") \
+                .values_list("pk", "external_id", "content_sha256")
+            for pk, ext, sha in rows:
+                self.post_by_ext.setdefault(ext, pk)
+                self.post_by_sha.setdefault(sha, pk)
+                existing.add(pk)
+        new: dict[str, Post] = {}  # by digest
+        new_ext: set[str] = set()
+        for r in records:
+            if (r.external_id in self.post_by_ext or r.digest in self.post_by_sha
+                    or r.digest in new or r.external_id in new_ext):
+                continue
+            new_ext.add(r.external_id)
+            post = Post(dataset=self.dataset, external_id=r.external_id, subreddit=r.subreddit,
+                        title=r.title, text=r.text)
+            post.content_sha256 = r.digest  # bulk_create skips Post.save()
+            new[r.digest] = post
+        if new:
+            Post.objects.bulk_create(new.values(), batch_size=CHUNK)
+            for post in new.values():
+                self.post_by_ext[post.external_id] = post.pk
+                self.post_by_sha[post.content_sha256] = post.pk
+                self.loaded_posts.add(post.pk)
+            self.result.posts_created += len(new)
+        ids = []
+        for r in records:
+            pk = self.post_by_ext.get(r.external_id) or self.post_by_sha[r.digest]
+            self.post_by_ext.setdefault(r.external_id, pk)  # the same post under another id: reuse it
+            if pk in existing or pk in self.seen_present["posts"]:
+                self._present("posts", pk)
+            ids.append(pk)
+        self._load(ids)
+        return ids
+
+    def _load(self, post_ids: Iterable[int]) -> None:
+        todo = set(post_ids) - self.loaded_posts
+        if not todo:
+            return
+        for pk, post_id, policy_id, sha in Summary.objects.filter(post_id__in=todo).values_list(
+            "pk", "post_id", "policy_id", "text_sha256"
+        ):
+            self.summaries[(post_id, policy_id, sha)] = pk
+        for pk, a, b in Comparison.objects.filter(post_id__in=todo).values_list("pk", "summary_a_id", "summary_b_id"):
+            self.comparisons[(a, b)] = pk
+        self.loaded_posts |= todo
+
+    # policies ----------------------------------------------------------------------------
+    def policy(self, name: str) -> int:
+        if name not in self.policies:
+            kind = PolicyKind.REFERENCE if name == importers.REFERENCE_POLICY else PolicyKind.IMPORTED
+            description = ("Imported without a policy name (HH-RLHF / TRL files)."
+                           if name == importers.UNKNOWN_POLICY else "")
+            policy, _ = Policy.objects.get_or_create(name=name, defaults={"kind": kind, "description": description})
+            self.policies[name] = policy.pk
+        return self.policies[name]
+
+    # summaries ---------------------------------------------------------------------------
+    def summaries_for(self, wanted: list[tuple[int, str, str, bool]]) -> list[int]:
+        """Summary id of each (post id, policy name, text, is_reference), creating missing ones."""
+        keys = [(post_id, self.policy(policy), importers.text_digest(text)) for post_id, policy, text, _ in wanted]
+        new: dict[tuple[int, int, str], Summary] = {}
+        make_reference: set[int] = set()
+        for key, (post_id, _, text, is_ref) in zip(keys, wanted):
+            pk = self.summaries.get(key)
+            if pk is not None:
+                if pk not in self._created_summaries:
+                    self._present("summaries", pk)
+                if is_ref:
+                    make_reference.add(pk)
+            elif key in new:
+                new[key].is_reference |= is_ref
+            else:
+                summary = Summary(post_id=post_id, policy_id=key[1], text=text, is_reference=is_ref)
+                summary.text_sha256 = key[2]  # bulk_create skips Summary.save()
+                new[key] = summary
+        if make_reference:
+            Summary.objects.filter(pk__in=make_reference, is_reference=False).update(is_reference=True)
+        if new:
+            Summary.objects.bulk_create(new.values(), batch_size=CHUNK)
+            for key, summary in new.items():
+                self.summaries[key] = summary.pk
+                self._created_summaries.add(summary.pk)
+            self.result.summaries_created += len(new)
+        return [self.summaries[k] for k in keys]
+
+    # comparisons -------------------------------------------------------------------------
+    def comparisons_for(self, pairs: list[tuple[int, int, int]]) -> list[int]:
+        """Comparison id of each (post id, summary id, summary id) in either order."""
+        new: dict[tuple[int, int], Comparison] = {}
+        keys = []
+        for post_id, x, y in pairs:
+            key = (min(x, y), max(x, y))
+            keys.append(key)
+            pk = self.comparisons.get(key)
+            if pk is not None:
+                if pk not in self._created_comparisons:
+                    self._present("comparisons", pk)
+            elif key not in new:
+                new[key] = Comparison(post_id=post_id, summary_a_id=key[0], summary_b_id=key[1])
+        if new:
+            Comparison.objects.bulk_create(new.values(), batch_size=CHUNK)
+            for key, comparison in new.items():
+                self.comparisons[key] = comparison.pk
+                self._created_comparisons.add(comparison.pk)
+            self.result.comparisons_created += len(new)
+        return [self.comparisons[k] for k in keys]
+
+    def __post_init__(self) -> None:
+        self._created_summaries: set[int] = set()
+        self._created_comparisons: set[int] = set()
+
+
+def _dataset(name: str, task: str, path: Path) -> Dataset:
+    dataset, _ = Dataset.objects.get_or_create(
+        name=name,
+        defaults={
+            "task": TaskKind.DIALOGUE if task == importers.DIALOGUE else TaskKind.SUMMARIZATION,
+            "source": f"imported from {path.name}",
+            "license": _KNOWN_LICENSES.get(name, ""),
+        },
+    )
+    return dataset
+
+
+def _canonical_label(rec: ComparisonRecord, first_id: int, second_id: int) -> dict:
+    """The file's order mapped onto canonical A/B (summary_a_id < summary_b_id)."""
+    flip = first_id > second_id
+    choice = 1 - rec.choice if flip else rec.choice
+    confidence = rec.confidence if rec.confidence is None or not flip else 10 - rec.confidence
+    note_a, note_b = (rec.second.note, rec.first.note) if flip else (rec.first.note, rec.second.note)
+    return {
+        "choice": choice, "confidence": confidence, "note_a": note_a, "note_b": note_b,
+        "a_shown_first": (not flip) if rec.order_known else None,
+    }
+
+
+def comparison_import(
+    *, path: str | Path, fmt: str | None = None, dataset: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Import a comparison file (openai, normalized or trl; detected when `fmt` is None) with its
+    human labels, atomically. Raises ImportFileError (file, line, field) on the first bad record."""
+    path = Path(path)
+    records = importers.iter_comparisons(path, fmt)
+    result = ImportResult()
+    with transaction.atomic():
+        writer: _Writer | None = None
+        for chunk in _chunks(records, CHUNK):
+            if writer is None:
+                first = chunk[0]
+                result.dataset = dataset or importers.default_dataset_name(path, first)
+                result.format = fmt or _format_of(path)
+                writer = _Writer(_dataset(result.dataset, first.task, path), result)
+            post_ids = writer.posts([r.post for r in chunk])
+            summary_ids = writer.summaries_for(
+                [(pid, s.policy, s.text, False) for pid, r in zip(post_ids, chunk) for s in (r.first, r.second)]
+            )
+            firsts, seconds = summary_ids[0::2], summary_ids[1::2]
+            comparison_ids = writer.comparisons_for(list(zip(post_ids, firsts, seconds)))
+            _write_labels(writer, chunk, comparison_ids, firsts, seconds)
+            result.records += len(chunk)
+            if progress:
+                progress(result.records)
+        if writer is None:
+            raise ImportFileError(path.name, 0, None, "the file holds no records")
+    return result
+
+
+def _format_of(path: Path) -> str:
+    for _, _, obj in importers.iter_json_lines(path):
+        return importers.detect_format(obj) or ""
+    return ""
+
+
+def _write_labels(writer: _Writer, chunk: list[ComparisonRecord], comparison_ids: list[int],
+                  firsts: list[int], seconds: list[int]) -> None:
+    result = writer.result
+    keys = [f"{writer.dataset.name}:{r.key}"[:300] for r in chunk]
+    existing = set(HumanLabel.objects.filter(import_key__in=keys).values_list("import_key", flat=True))
+    new: dict[str, HumanLabel] = {}
+    for key, rec, cid, first_id, second_id in zip(keys, chunk, comparison_ids, firsts, seconds):
+        if key in existing or key in new:
+            result.labels_present += 1
+            continue
+        new[key] = HumanLabel(comparison_id=cid, worker_id=rec.worker, import_key=key,
+                              **_canonical_label(rec, first_id, second_id))
+    HumanLabel.objects.bulk_create(new.values(), batch_size=CHUNK)
+    result.labels_created += len(new)
+
+
+def posts_import(
+    *, path: str | Path, dataset: str | None = None, make_pairs: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Import posts with their human reference summary (policy `ref`, is_reference=True) and an
+    optional policy sample; with `make_pairs`, one unlabeled reference-vs-policy Comparison per post.
+    A post already in the dataset under another id (same content digest) is reused."""
+    path = Path(path)
+    result = ImportResult(format="posts")
+    with transaction.atomic():
+        writer: _Writer | None = None
+        for chunk in _chunks(importers.iter_posts(path), CHUNK):
+            if writer is None:
+                result.dataset = dataset or importers.default_dataset_name(path, chunk[0])
+                writer = _Writer(_dataset(result.dataset, importers.SUMMARIZATION, path), result)
+            post_ids = writer.posts([r.post for r in chunk])
+            wanted, pair_of = [], []
+            for pid, r in zip(post_ids, chunk):
+                wanted.append((pid, importers.REFERENCE_POLICY, r.reference, True))
+                if r.policy_summary is not None:
+                    pair_of.append(len(wanted) - 1)
+                    wanted.append((pid, r.policy, r.policy_summary, False))
+            ids = writer.summaries_for(wanted)
+            if make_pairs and pair_of:
+                writer.comparisons_for([(wanted[i][0], ids[i], ids[i + 1]) for i in pair_of])
+            result.records += len(chunk)
+            if progress:
+                progress(result.records)
+        if writer is None:
+            raise ImportFileError(path.name, 0, None, "the file holds no records")
+    return result
+
+
+# --- export ------------------------------------------------------------------------------------
+
+CSV_COLUMNS = [
+    "source", "label_id", "dataset", "post_id", "post_external_id", "subreddit", "title", "post",
+    "comparison_id", "summary_a_id", "summary_b_id", "policy_a", "policy_b", "summary_a", "summary_b",
+    "choice", "preferred", "confidence", "p_a", "a_shown_first", "annotator", "time_taken_s", "created_at",
+]
+
+
+def _prompt(post: Post) -> str:
+    if post.dataset.task == TaskKind.SUMMARIZATION:
+        return importers.format_tldr_prompt(post.subreddit, post.title, post.text)
+    return post.text
+
+
+def _completion(post: Post, text: str) -> str:
+    # TL;DR completions follow "TL;DR:" after one space (the trainer's convention).
+    return " " + text if post.dataset.task == TaskKind.SUMMARIZATION else text
+
+
+def preferences_export(
+    *, out: TextIO, fmt: str, dataset: str | None = None, source: str = "human",
+    labeler_config: str | None = None,
+) -> int:
+    """Write labels to `out`; returns the number of rows.
+
+    trl: one JSON object per line with ``prompt``, ``chosen``, ``rejected`` (TL;DR prompts in
+    the trainer's format, completions with a leading space), ``id`` and, for human labels,
+    ``worker`` and ``confidence`` (OpenAI's 9-point scale with chosen as the first summary); for
+    AI labels ``labeler`` and the soft label ``p_chosen`` (from AILabel.p_a). Importing the file
+    as `trl` gives back the same preferences.
+    csv: one row per label with ids, policies, texts, choice (0 = canonical A), confidence, p_a
+    and annotator.
+    """
+    if fmt not in ("trl", "csv"):
+        raise ValueError(f"unknown export format {fmt!r} (trl or csv)")
+    if source not in ("human", "ai"):
+        raise ValueError(f"unknown source {source!r} (human or ai)")
+    related = ["comparison__post__dataset", "comparison__summary_a__policy", "comparison__summary_b__policy"]
+    if source == "human":
+        qs = HumanLabel.objects.select_related(*related, "annotator")
+    else:
+        qs = AILabel.objects.select_related(*related, "config").filter(p_a__isnull=False)
+        if labeler_config:
+            if not LabelerConfig.objects.filter(name=labeler_config).exists():
+                raise ValueError(f"no labeler config named {labeler_config!r}")
+            qs = qs.filter(config__name=labeler_config)
+    if dataset:
+        if not Dataset.objects.filter(name=dataset).exists():
+            raise ValueError(f"no dataset named {dataset!r}")
+        qs = qs.filter(comparison__post__dataset__name=dataset)
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS) if fmt == "csv" else None
+    if writer:
+        writer.writeheader()
+    n = 0
+    for label in qs.order_by("pk").iterator(chunk_size=2000):
+        c = label.comparison
+        post, a, b = c.post, c.summary_a, c.summary_b
+        if source == "human":
+            choice, confidence, p_a, who = label.choice, label.confidence, None, label.who
+        else:
+            choice, confidence, p_a, who = (0 if label.p_a >= 0.5 else 1), None, label.p_a, label.config.name
+        if writer:
+            writer.writerow({
+                "source": source, "label_id": label.pk, "dataset": post.dataset.name, "post_id": post.pk,
+                "post_external_id": post.external_id, "subreddit": post.subreddit, "title": post.title,
+                "post": post.text, "comparison_id": c.pk, "summary_a_id": a.pk, "summary_b_id": b.pk,
+                "policy_a": a.policy.name, "policy_b": b.policy.name, "summary_a": a.text, "summary_b": b.text,
+                "choice": choice, "preferred": "AB"[choice], "confidence": "" if confidence is None else confidence,
+                "p_a": "" if p_a is None else p_a,
+                "a_shown_first": "" if getattr(label, "a_shown_first", None) is None else int(label.a_shown_first),
+                "annotator": who, "time_taken_s": "" if getattr(label, "time_taken_s", None) is None
+                else label.time_taken_s, "created_at": label.created_at.isoformat(),
+            })
+        else:
+            chosen, rejected = (a, b) if choice == 0 else (b, a)
+            row = {"prompt": _prompt(post), "chosen": _completion(post, chosen.text),
+                   "rejected": _completion(post, rejected.text)}
+            if source == "human":
+                key = label.import_key.split(":", 1)[1] if label.import_key and ":" in label.import_key else None
+                row["id"] = key or f"label-{label.pk}"
+                row["worker"] = who
+                if confidence is not None:  # re-expressed with chosen first: 1 = surely chosen
+                    row["confidence"] = confidence if choice == 0 else 10 - confidence
+            else:
+                row["id"] = f"ai-{label.config.name}-{label.pk}"
+                row["labeler"] = who
+                row["p_chosen"] = p_a if choice == 0 else 1.0 - p_a
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        n += 1
+    return n
