@@ -1,0 +1,201 @@
+"""Reads of the human rating pages: which campaigns a user may rate, the pair to show, progress,
+history, and the staff quality report (throughput, agreement with the majority, gold accuracy,
+flagged pairs).
+
+The quality arithmetic (`agreement_report`) is plain Python over (annotator, item, choice)
+tuples, so it can be tested without a database.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from statistics import median
+
+from django.contrib.auth import get_user_model
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+
+from ..models import Assignment, AssignmentStatus, Campaign, CampaignItem, HumanLabel
+
+
+def allowed_campaigns(user) -> QuerySet[Campaign]:
+    """Active campaigns the user may rate: listed as an annotator or a member of the campaign's group."""
+    User = get_user_model()
+    listed = Campaign.annotators.through.objects.filter(campaign_id=OuterRef("pk"), user_id=user.pk)
+    in_group = User.groups.through.objects.filter(group_id=OuterRef("group_id"), user_id=user.pk)
+    return Campaign.objects.filter(is_active=True).filter(Exists(listed) | Exists(in_group))
+
+
+def _count(qs: QuerySet, group_field: str) -> Coalesce:
+    return Coalesce(
+        Subquery(qs.order_by().values(group_field).annotate(n=Count("pk")).values("n"), output_field=IntegerField()),
+        Value(0),
+    )
+
+
+def campaign_list_for(user) -> QuerySet[Campaign]:
+    """The user's campaigns with n_items, n_needed (items x overlap), n_done (all labels) and my_done."""
+    mine = HumanLabel.objects.filter(campaign=OuterRef("pk"), annotator_id=user.pk)
+    done = CampaignItem.objects.filter(campaign=OuterRef("pk")).order_by().values("campaign")
+    return (
+        allowed_campaigns(user)
+        .select_related("dataset")
+        .annotate(
+            n_items=_count(CampaignItem.objects.filter(campaign=OuterRef("pk")), "campaign"),
+            n_done=Coalesce(Subquery(done.annotate(s=Sum("n_done")).values("s"), output_field=IntegerField()), Value(0)),
+            my_done=_count(mine, "campaign"),
+        )
+        .order_by("-created_at")
+    )
+
+
+def pair_for(assignment_id: int) -> Assignment:
+    """An assignment with its post and both summaries (one query)."""
+    return Assignment.objects.select_related(
+        "item__comparison__post", "item__comparison__summary_a", "item__comparison__summary_b"
+    ).get(pk=assignment_id)
+
+
+def shown_order(assignment: Assignment):
+    """(left summary, right summary) as the annotator sees them."""
+    c = assignment.item.comparison
+    return (c.summary_a, c.summary_b) if assignment.a_shown_first else (c.summary_b, c.summary_a)
+
+
+@dataclass
+class Progress:
+    my_done: int
+    my_skipped: int
+    done: int
+    needed: int
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.done / self.needed) if self.needed else 100
+
+
+def progress(*, campaign: Campaign, user) -> Progress:
+    """My answered and skipped counts and the campaign's labels done / needed (two queries)."""
+    mine = Assignment.objects.filter(item__campaign=campaign, annotator_id=user.pk).aggregate(
+        done=Count("pk", filter=Q(status=AssignmentStatus.SUBMITTED)),
+        skipped=Count("pk", filter=Q(status=AssignmentStatus.SKIPPED)),
+    )
+    items = CampaignItem.objects.filter(campaign=campaign).aggregate(n=Count("pk"), done=Sum("n_done"))
+    return Progress(mine["done"], mine["skipped"], items["done"] or 0, (items["n"] or 0) * campaign.overlap)
+
+
+def history(*, campaign: Campaign, user, limit: int = 100) -> QuerySet[Assignment]:
+    """The user's finished assignments in this campaign, newest first, with label and post."""
+    return (
+        Assignment.objects.filter(
+            item__campaign=campaign, annotator_id=user.pk,
+            status__in=[AssignmentStatus.SUBMITTED, AssignmentStatus.SKIPPED],
+        )
+        .select_related("label", "item__comparison__post")
+        .order_by("-finished_at")[:limit]
+    )
+
+
+# --- quality report ---------------------------------------------------------------------------
+
+
+@dataclass
+class AnnotatorStats:
+    annotator: str
+    n_labels: int = 0
+    n_skipped: int = 0
+    median_seconds: float | None = None
+    labels_per_hour: float | None = None
+    agree: int = 0
+    agree_n: int = 0
+    gold_correct: int = 0
+    gold_n: int = 0
+    times: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agree / self.agree_n if self.agree_n else None
+
+    @property
+    def gold_accuracy(self) -> float | None:
+        return self.gold_correct / self.gold_n if self.gold_n else None
+
+
+def agreement_report(
+    labels: Iterable[tuple[str, int, int]], gold: dict[int, int] | None = None
+) -> dict[str, AnnotatorStats]:
+    """Per annotator: agreement with the majority of the *other* annotators of each item
+    (items where the others tie or nobody else answered are left out) and accuracy on gold items.
+
+    `labels` holds (annotator, item id, choice); `gold` maps item id -> known choice.
+    """
+    gold = gold or {}
+    by_item: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    stats: dict[str, AnnotatorStats] = {}
+    for who, item, choice in labels:
+        by_item[item].append((who, choice))
+        s = stats.setdefault(who, AnnotatorStats(who))
+        s.n_labels += 1
+        if item in gold:
+            s.gold_n += 1
+            s.gold_correct += int(choice == gold[item])
+    for answers in by_item.values():
+        totals = Counter(c for _, c in answers)
+        for who, choice in answers:
+            others = totals.copy()
+            others[choice] -= 1
+            if others[0] == others[1]:
+                continue
+            majority = 0 if others[0] > others[1] else 1
+            stats[who].agree_n += 1
+            stats[who].agree += int(choice == majority)
+    return stats
+
+
+def campaign_quality(campaign: Campaign) -> dict:
+    """The staff report: per-annotator rows, flagged items, overall counts."""
+    rows = list(
+        HumanLabel.objects.filter(campaign=campaign)
+        .values_list("annotator__username", "comparison_id", "choice", "time_taken_s", "created_at")
+    )
+    items = {
+        comparison_id: (item_id, is_gold, gold_choice)
+        for item_id, comparison_id, is_gold, gold_choice in CampaignItem.objects.filter(campaign=campaign)
+        .values_list("pk", "comparison_id", "is_gold", "comparison__gold_choice")
+    }
+    gold = {items[c][0]: items[c][2] for c in items if items[c][1] and items[c][2] is not None}
+    stats = agreement_report(((who, items[c][0], ch) for who, c, ch, _, _ in rows if c in items), gold)
+    spans: dict[str, list] = defaultdict(list)
+    for who, _, _, t, created in rows:
+        if t is not None:
+            stats[who].times.append(t)
+        spans[who].append(created)
+    for who, s in stats.items():
+        if s.times:
+            s.median_seconds = median(s.times)
+            busy_h = sum(min(t, 600.0) for t in s.times) / 3600
+            s.labels_per_hour = s.n_labels / busy_h if busy_h > 0 else None
+    for who, n in (
+        Assignment.objects.filter(item__campaign=campaign, status=AssignmentStatus.SKIPPED)
+        .values_list("annotator__username").annotate(n=Count("pk"))
+    ):
+        stats.setdefault(who, AnnotatorStats(who)).n_skipped = n
+    flagged = list(
+        CampaignItem.objects.filter(campaign=campaign, flagged=True)
+        .select_related("comparison__post")
+        .prefetch_related("comparison__human_labels__annotator")
+        .order_by("pk")[:200]
+    )
+    for item in flagged:
+        item.campaign_labels = [lb for lb in item.comparison.human_labels.all() if lb.campaign_id == campaign.pk]
+    totals = CampaignItem.objects.filter(campaign=campaign).aggregate(
+        n=Count("pk"), done=Sum("n_done"), gold=Count("pk", filter=Q(is_gold=True)),
+        flagged=Count("pk", filter=Q(flagged=True)),
+    )
+    return {
+        "annotators": sorted(stats.values(), key=lambda s: -s.n_labels),
+        "flagged": flagged,
+        "totals": totals,
+        "needed": (totals["n"] or 0) * campaign.overlap,
+    }

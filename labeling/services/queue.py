@@ -1,0 +1,426 @@
+"""Writes of the human rating queue: campaigns, leases ("next pair"), submit, skip, undo, expiry.
+
+Concurrency design. Every write runs inside `transaction.atomic`.
+
+* "Next pair" on PostgreSQL picks one CampaignItem with `SELECT ... FOR UPDATE SKIP LOCKED`, so
+  concurrent annotators get different rows without waiting on each other. The pick statement's
+  snapshot can be older than a lease another annotator committed a moment ago on that same row
+  (the row itself is not updated by a lease, so PostgreSQL does not re-check it), so once the row
+  lock is held the room on the item is checked again in a fresh statement; only then is the lease
+  written. Every lease creator holds the item's row lock, so "labels done + live leases <= overlap"
+  cannot be broken. Submit, undo, skip and expiry never raise that sum.
+* On SQLite (the demo default) row locks do not exist; the settings open every transaction with
+  BEGIN IMMEDIATE, which takes the database write lock up front and so serializes the pick.
+* A lease is live while `status == leased and expires_at > now`; an expired lease is simply not
+  counted, so it returns its pair to the pool at once. `expire_leases` only tidies the status
+  column for reports.
+* One annotator's own requests are serialized by locking their user row, so "next" is idempotent
+  (a double click or a retry returns the same live lease instead of leasing a second pair).
+* Submitting the same answer twice returns the stored label; a different answer for an already
+  answered lease is refused (use undo).
+
+Stored choices are always canonical (0 = summary A, 1 = summary B); what the annotator saw is
+left/right, mapped back through `Assignment.a_shown_first`.
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Literal
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.db import connection, transaction
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from ..guidelines import DEFAULT_GUIDELINES
+from ..models import (
+    Assignment,
+    AssignmentStatus,
+    Campaign,
+    CampaignItem,
+    Comparison,
+    Dataset,
+    HumanLabel,
+)
+
+LEASED, SUBMITTED, SKIPPED, EXPIRED = (
+    AssignmentStatus.LEASED, AssignmentStatus.SUBMITTED, AssignmentStatus.SKIPPED, AssignmentStatus.EXPIRED,
+)
+
+#: How strongly the annotator prefers the chosen summary, mapped onto OpenAI's 9-point scale.
+CERTAINTY_LABELS = {1: "slightly", 2: "somewhat", 3: "clearly", 4: "definitely"}
+#: An item is flagged for review when its most common answer has less than this share of labels.
+LOW_AGREEMENT_SHARE = 2 / 3
+_PICK_TRIES = 8
+_SWEEP_EVERY_S = 30.0
+_last_sweep: dict[int, float] = {}
+
+Side = Literal["left", "right"]
+
+
+class QueueError(Exception):
+    """A queue request that cannot be honoured; `code` names the reason for the API."""
+
+    code = "queue_error"
+
+
+class CampaignError(ValueError):
+    """Bad input when creating a campaign; the message names the field."""
+
+
+class LeaseNotYours(QueueError):
+    code = "not_your_lease"
+
+
+class LeaseExpired(QueueError):
+    code = "lease_expired"
+
+
+class AlreadyAnswered(QueueError):
+    code = "already_answered"
+
+
+class NothingToUndo(QueueError):
+    code = "nothing_to_undo"
+
+
+# --- mapping screen order <-> canonical order -------------------------------------------------
+
+
+def to_canonical(*, preferred: Side, a_shown_first: bool, certainty: int | None) -> tuple[int, int | None]:
+    """Map a left/right answer and a certainty (1..4) to (choice 0/1, OpenAI confidence 1..9 or None).
+
+    OpenAI's scale runs from 1 (definitely A) to 9 (definitely B) with no middle 5 in a forced
+    choice: "slightly A" is 4, "definitely A" is 1, "slightly B" is 6, "definitely B" is 9.
+    """
+    if preferred not in ("left", "right"):
+        raise ValueError(f"preferred must be 'left' or 'right', got {preferred!r}")
+    if certainty is not None and certainty not in CERTAINTY_LABELS:
+        raise ValueError(f"certainty must be one of 1..4 or empty, got {certainty!r}")
+    chose_a = (preferred == "left") == bool(a_shown_first)
+    choice = 0 if chose_a else 1
+    if certainty is None:
+        return choice, None
+    return choice, (5 - certainty) if chose_a else (5 + certainty)
+
+
+# --- campaigns --------------------------------------------------------------------------------
+
+
+def _resolve_users(annotators: Iterable) -> list:
+    User = get_user_model()
+    users, names = [], []
+    for a in annotators:
+        if isinstance(a, AbstractBaseUser):
+            users.append(a)
+        elif isinstance(a, str) and a.strip():
+            names.append(a.strip())
+        else:
+            raise CampaignError(f"annotators: expected users or usernames, got {a!r}")
+    if names:
+        found = {u.get_username(): u for u in User.objects.filter(**{f"{User.USERNAME_FIELD}__in": names})}
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise CampaignError(f"annotators: unknown username(s): {', '.join(missing)}")
+        users.extend(found[n] for n in names)
+    return users
+
+
+def campaign_add_items(*, campaign: Campaign, comparisons: Iterable | None = None, seed: int | None = None) -> int:
+    """Fill a campaign that has no items yet: its comparisons plus a `gold_share` of gold pairs.
+
+    Without `comparisons`, every comparison of the campaign's dataset is used (those with a known
+    answer are kept back as gold pairs when gold_share > 0). Gold pairs are comparisons of the same
+    dataset with `gold_choice` set; they make up `gold_share` of the items (as far as the dataset
+    has them) and are mixed in at random positions, so annotators cannot tell them apart.
+    Returns the number of items created.
+    """
+    if campaign.items.exists():
+        raise CampaignError(f"campaign {campaign.name!r} already has items")
+    share = float(campaign.gold_share)
+    in_dataset = Comparison.objects.filter(post__dataset_id=campaign.dataset_id)
+    if comparisons is None:
+        regular = list(in_dataset.filter(gold_choice__isnull=True) if share > 0 else in_dataset)
+    else:
+        regular = [c if isinstance(c, Comparison) else Comparison(pk=int(c)) for c in comparisons]
+        ids = {c.pk for c in regular}
+        found = set(in_dataset.filter(pk__in=ids).values_list("pk", flat=True))
+        if ids - found:
+            bad = sorted(ids - found)[:10]
+            raise CampaignError(f"comparisons: {len(ids - found)} not in dataset {campaign.dataset}, e.g. ids {bad}")
+        regular = [Comparison(pk=pk) for pk in dict.fromkeys(c.pk for c in regular)]
+    rng = random.Random(seed if seed is not None else campaign.pk)
+    gold: list[Comparison] = []
+    if share > 0:
+        taken = {c.pk for c in regular}
+        pool = [c for c in in_dataset.filter(gold_choice__isnull=False).order_by("pk") if c.pk not in taken]
+        if not pool:
+            raise CampaignError(
+                f"gold_share={share}: dataset {campaign.dataset} has no comparisons with gold_choice set "
+                "outside the chosen ones"
+            )
+        want = len(pool) if share >= 1 else round(share * len(regular) / (1 - share))
+        gold = rng.sample(pool, min(max(want, 1), len(pool)))
+    items = [CampaignItem(campaign=campaign, comparison_id=c.pk, is_gold=False) for c in regular]
+    items += [CampaignItem(campaign=campaign, comparison_id=c.pk, is_gold=True) for c in gold]
+    if not items:
+        raise CampaignError(f"dataset {campaign.dataset}: no comparisons to put in campaign {campaign.name!r}")
+    rng.shuffle(items)
+    CampaignItem.objects.bulk_create(items, batch_size=2000)
+    return len(items)
+
+
+@transaction.atomic
+def campaign_create(
+    *,
+    name: str,
+    dataset: Dataset | str,
+    overlap: int = 1,
+    annotators: Iterable = (),
+    comparisons: Iterable | None = None,
+    gold_share: float = 0.0,
+    guidelines: str | None = None,
+    created_by=None,
+    group: Group | str | None = None,
+    lease_seconds: int = 600,
+    undo_seconds: int = 30,
+    seed: int | None = None,
+) -> Campaign:
+    """Create a campaign with its items (see `campaign_add_items`); all or nothing."""
+    if not name or not name.strip():
+        raise CampaignError("name: must not be empty")
+    if Campaign.objects.filter(name=name).exists():
+        raise CampaignError(f"name: a campaign called {name!r} already exists")
+    if isinstance(dataset, str):
+        ds = Dataset.objects.filter(name=dataset).first()
+        if ds is None:
+            raise CampaignError(f"dataset: no dataset called {dataset!r}")
+        dataset = ds
+    if int(overlap) < 1:
+        raise CampaignError(f"overlap: must be at least 1, got {overlap}")
+    if not 0.0 <= float(gold_share) <= 1.0:
+        raise CampaignError(f"gold_share: must be between 0 and 1, got {gold_share}")
+    if isinstance(group, str):
+        found = Group.objects.filter(name=group).first()
+        if found is None:
+            raise CampaignError(f"group: no group called {group!r}")
+        group = found
+    users = _resolve_users(annotators)
+    campaign = Campaign.objects.create(
+        name=name.strip(), dataset=dataset, overlap=int(overlap), gold_share=float(gold_share),
+        guidelines=DEFAULT_GUIDELINES if guidelines is None else guidelines, created_by=created_by,
+        group=group, lease_seconds=lease_seconds, undo_seconds=undo_seconds,
+    )
+    if users:
+        campaign.annotators.add(*users)
+    campaign_add_items(campaign=campaign, comparisons=comparisons, seed=seed)
+    return campaign
+
+
+# --- the queue --------------------------------------------------------------------------------
+
+
+def _live_leases(now: datetime, exclude_user_id: int | None = None) -> Coalesce:
+    qs = Assignment.objects.filter(item=OuterRef("pk"), status=LEASED, expires_at__gt=now)
+    if exclude_user_id is not None:
+        qs = qs.exclude(annotator_id=exclude_user_id)
+    return Coalesce(
+        Subquery(qs.order_by().values("item").annotate(n=Count("pk")).values("n"), output_field=IntegerField()),
+        Value(0),
+    )
+
+
+def expire_leases(*, campaign: Campaign | None = None, now: datetime | None = None) -> int:
+    """Mark leases past their expiry as expired (their pairs are already back in the pool)."""
+    now = now or timezone.now()
+    qs = Assignment.objects.filter(status=LEASED, expires_at__lte=now)
+    if campaign is not None:
+        qs = qs.filter(item__campaign=campaign)
+    return qs.update(status=EXPIRED, finished_at=now)
+
+
+def _maybe_sweep(campaign: Campaign, now: datetime) -> None:
+    last = _last_sweep.get(campaign.pk, 0.0)
+    if time.monotonic() - last >= _SWEEP_EVERY_S:
+        _last_sweep[campaign.pk] = time.monotonic()
+        expire_leases(campaign=campaign, now=now)
+
+
+def current_lease(*, campaign: Campaign, user, now: datetime | None = None) -> Assignment | None:
+    now = now or timezone.now()
+    return (
+        Assignment.objects.filter(annotator=user, item__campaign=campaign, status=LEASED, expires_at__gt=now)
+        .order_by("-leased_at")
+        .first()
+    )
+
+
+def next_assignment(*, campaign: Campaign, user, now: datetime | None = None) -> Assignment | None:
+    """The annotator's live lease in this campaign, or a new lease on a pair that still needs labels.
+
+    Returns None when the campaign has nothing left for this annotator. The caller checks that
+    the annotator may work on the campaign (`selectors.rating.allowed_campaigns`).
+    """
+    now = now or timezone.now()
+    _maybe_sweep(campaign, now)
+    with transaction.atomic():
+        # Serialize this annotator's own requests (double clicks, retries, two tabs).
+        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+        live = current_lease(campaign=campaign, user=user, now=now)
+        if live is not None:
+            return live
+        overlap = campaign.overlap
+        mine = Assignment.objects.filter(item=OuterRef("pk"), annotator_id=user.pk)
+        skipped: list[int] = []
+        for _ in range(_PICK_TRIES):
+            item_id = (
+                CampaignItem.objects.filter(campaign_id=campaign.pk, n_done__lt=overlap)
+                .exclude(pk__in=skipped)
+                .alias(live=_live_leases(now))
+                .filter(live__lt=overlap - F("n_done"))
+                .filter(~Exists(mine))
+                .order_by("n_done")
+                .select_for_update(skip_locked=True, of=("self",))
+                .values_list("pk", flat=True)
+                .first()
+            )
+            if item_id is None:
+                return None
+            # The row lock is ours now; re-check the room in a fresh snapshot (see module doc).
+            room = (
+                CampaignItem.objects.filter(pk=item_id, n_done__lt=overlap)
+                .alias(live=_live_leases(now))
+                .filter(live__lt=overlap - F("n_done"))
+                .filter(~Exists(mine))
+                .exists()
+            )
+            if room:
+                break
+            skipped.append(item_id)
+        else:
+            return None
+        return Assignment.objects.create(
+            item_id=item_id, annotator_id=user.pk, status=LEASED, a_shown_first=random.random() < 0.5,
+            leased_at=now, expires_at=now + timedelta(seconds=campaign.lease_seconds),
+        )
+
+
+def _refresh_flag(item: CampaignItem, gold_choice: int | None) -> None:
+    """Flag an item when a gold answer was missed or its labels agree too little."""
+    choices = list(
+        HumanLabel.objects.filter(campaign_id=item.campaign_id, comparison_id=item.comparison_id)
+        .values_list("choice", flat=True)
+    )
+    gold_miss = item.is_gold and gold_choice is not None and any(c != gold_choice for c in choices)
+    low_agreement = len(choices) >= 2 and Counter(choices).most_common(1)[0][1] / len(choices) < LOW_AGREEMENT_SHARE
+    CampaignItem.objects.filter(pk=item.pk).update(flagged=gold_miss or low_agreement)
+
+
+def _locked_assignment(assignment_id: int, user) -> Assignment:
+    a = (
+        Assignment.objects.select_for_update(of=("self",))
+        .select_related("item__campaign", "item__comparison")
+        .filter(pk=assignment_id)
+        .first()
+    )
+    if a is None or a.annotator_id != user.pk:
+        raise LeaseNotYours("this pair is not leased to you")
+    return a
+
+
+def label_submit(
+    *,
+    user,
+    assignment_id: int,
+    preferred: Side,
+    certainty: int | None = None,
+    note_left: str = "",
+    note_right: str = "",
+    now: datetime | None = None,
+) -> tuple[HumanLabel, bool]:
+    """Store the annotator's answer on their lease; returns (label, created).
+
+    Idempotent: the same answer again returns the stored label with created=False. A lease that
+    is someone else's raises LeaseNotYours; a different answer on an answered lease raises
+    AlreadyAnswered; a lease past its expiry is accepted only while its pair still has room.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        a = _locked_assignment(assignment_id, user)
+        choice, confidence = to_canonical(preferred=preferred, a_shown_first=a.a_shown_first, certainty=certainty)
+        if a.status == SUBMITTED:
+            label = HumanLabel.objects.get(pk=a.label_id)
+            if label.choice == choice and label.confidence == confidence:
+                return label, False
+            raise AlreadyAnswered("this pair is already answered; undo it to change the answer")
+        if a.status == SKIPPED:
+            raise AlreadyAnswered("this pair was skipped")
+        item, campaign = a.item, a.item.campaign
+        if a.status == EXPIRED or a.expires_at <= now:
+            list(CampaignItem.objects.select_for_update().filter(pk=item.pk).values_list("pk"))
+            room = CampaignItem.objects.filter(pk=item.pk, n_done__lt=campaign.overlap).alias(live=_live_leases(now, user.pk)).filter(
+                live__lt=campaign.overlap - F("n_done")
+            )
+            if not room.exists():
+                Assignment.objects.filter(pk=a.pk).update(status=EXPIRED, finished_at=now)
+                raise LeaseExpired("your lease on this pair expired and the pair went to someone else")
+        note_a, note_b = (note_left, note_right) if a.a_shown_first else (note_right, note_left)
+        label = HumanLabel.objects.create(
+            comparison_id=item.comparison_id, annotator_id=user.pk, campaign_id=campaign.pk, choice=choice,
+            confidence=confidence, a_shown_first=a.a_shown_first, note_a=note_a.strip(), note_b=note_b.strip(),
+            time_taken_s=max(0.0, (now - a.leased_at).total_seconds()),
+        )
+        Assignment.objects.filter(pk=a.pk).update(status=SUBMITTED, finished_at=now, label=label)
+        CampaignItem.objects.filter(pk=item.pk).update(n_done=F("n_done") + 1)
+        if item.is_gold or campaign.overlap >= 2:
+            _refresh_flag(item, item.comparison.gold_choice)
+        return label, True
+
+
+def skip(*, user, assignment_id: int, now: datetime | None = None) -> Assignment:
+    """Give a leased pair back without answering; this annotator will not be offered it again."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        a = _locked_assignment(assignment_id, user)
+        if a.status == SUBMITTED:
+            raise AlreadyAnswered("this pair is already answered; undo it first")
+        if a.status != SKIPPED:
+            a.status, a.finished_at = SKIPPED, now
+            Assignment.objects.filter(pk=a.pk).update(status=SKIPPED, finished_at=now)
+        return a
+
+
+def undo_last(*, user, campaign: Campaign, now: datetime | None = None) -> Assignment:
+    """Take back the annotator's latest answer in this campaign if it is younger than
+    `campaign.undo_seconds`: the label is deleted and the pair is leased to them again."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        a = (
+            Assignment.objects.select_for_update(of=("self",))
+            .select_related("item__comparison")
+            .filter(annotator_id=user.pk, item__campaign=campaign, status=SUBMITTED,
+                    finished_at__gte=now - timedelta(seconds=campaign.undo_seconds))
+            .order_by("-finished_at", "-pk")
+            .first()
+        )
+        if a is None:
+            raise NothingToUndo(f"nothing to undo (answers can be undone for {campaign.undo_seconds} s)")
+        label_id = a.label_id
+        a.status, a.label, a.finished_at = LEASED, None, None
+        a.leased_at, a.expires_at = now, now + timedelta(seconds=campaign.lease_seconds)
+        a.save(update_fields=["status", "label", "finished_at", "leased_at", "expires_at"])
+        HumanLabel.objects.filter(pk=label_id).delete()
+        CampaignItem.objects.filter(pk=a.item_id).update(n_done=F("n_done") - 1)
+        _refresh_flag(a.item, a.item.comparison.gold_choice)
+        return a
+
+
+def uses_row_locks() -> bool:
+    """True where the pick relies on row locks (PostgreSQL); False where transactions serialize it."""
+    return connection.features.has_select_for_update_skip_locked

@@ -1,0 +1,181 @@
+"""Views of the human rating pages: thin wrappers around `services.queue` and `selectors.rating`.
+
+HTML (htmx) endpoints swap the `#pair` box; JSON endpoints serve scripts and the load benchmark:
+
+  POST /labeling/api/campaigns/<id>/next         -> {"assignment": id|null, "post": {...}, "left": {...}, "right": {...}}
+  POST /labeling/api/assignments/<id>/submit     form fields: preferred=left|right, certainty=1..4 (optional),
+                                                 note_left, note_right -> {"label": id, "created": bool}
+
+Both need a logged-in session and the CSRF token (header X-CSRFToken).
+"""
+from __future__ import annotations
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET, require_POST
+
+from .selectors import rating as selectors
+from .services import queue
+from .services.queue import CERTAINTY_LABELS, QueueError
+
+CERTAINTY_CHOICES = [(v, w, k) for (v, w), k in zip(CERTAINTY_LABELS.items(), "qwer")]
+_STATUS = {"not_your_lease": 403, "lease_expired": 409, "already_answered": 409, "nothing_to_undo": 409}
+
+
+def _campaign(request: HttpRequest, pk: int):
+    return get_object_or_404(selectors.allowed_campaigns(request.user), pk=pk)
+
+
+def _answer(request: HttpRequest) -> dict:
+    """The submitted answer fields; ValueError names the bad field."""
+    preferred = request.POST.get("preferred", "")
+    if preferred not in ("left", "right"):
+        raise ValueError("preferred: must be 'left' or 'right'")
+    raw = request.POST.get("certainty", "").strip()
+    try:
+        certainty = int(raw) if raw else None
+    except ValueError:
+        raise ValueError("certainty: must be 1..4 or empty") from None
+    if certainty is not None and certainty not in CERTAINTY_LABELS:
+        raise ValueError("certainty: must be 1..4 or empty")
+    return {
+        "preferred": preferred, "certainty": certainty,
+        "note_left": request.POST.get("note_left", "")[:5000], "note_right": request.POST.get("note_right", "")[:5000],
+    }
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+
+@require_GET
+def campaign_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "labeling/rating/campaign_list.html", {"campaigns": selectors.campaign_list_for(request.user)})
+
+
+@require_GET
+def rate(request: HttpRequest, pk: int) -> HttpResponse:
+    campaign = _campaign(request, pk)
+    return render(request, "labeling/rating/rate.html", {"campaign": campaign})
+
+
+@require_GET
+def my_history(request: HttpRequest, pk: int) -> HttpResponse:
+    campaign = _campaign(request, pk)
+    return render(request, "labeling/rating/history.html", {
+        "campaign": campaign,
+        "progress": selectors.progress(campaign=campaign, user=request.user),
+        "assignments": selectors.history(campaign=campaign, user=request.user),
+    })
+
+
+@staff_member_required
+@require_GET
+def campaign_stats(request: HttpRequest, pk: int) -> HttpResponse:
+    from .models import Campaign
+
+    campaign = get_object_or_404(Campaign.objects.select_related("dataset"), pk=pk)
+    return render(request, "labeling/rating/stats.html", {"campaign": campaign, **selectors.campaign_quality(campaign)})
+
+
+@staff_member_required
+@require_GET
+def stats_index(request: HttpRequest) -> HttpResponse:
+    from .models import Campaign
+
+    return render(request, "labeling/rating/stats_index.html", {
+        "campaigns": Campaign.objects.select_related("dataset").order_by("-created_at"),
+    })
+
+
+# --- htmx partials ----------------------------------------------------------------------------
+
+
+def _pair_partial(request: HttpRequest, campaign, notice: str = "", error: str = "") -> HttpResponse:
+    assignment = queue.next_assignment(campaign=campaign, user=request.user)
+    ctx = {
+        "campaign": campaign, "notice": notice, "error": error, "certainty_choices": CERTAINTY_CHOICES,
+        "progress": selectors.progress(campaign=campaign, user=request.user),
+    }
+    if assignment is not None:
+        assignment = selectors.pair_for(assignment.pk)
+        ctx["assignment"] = assignment
+        ctx["left"], ctx["right"] = selectors.shown_order(assignment)
+        ctx["post"] = assignment.item.comparison.post
+    return render(request, "labeling/rating/_pair.html", ctx)
+
+
+@require_POST
+def pair_next(request: HttpRequest, pk: int) -> HttpResponse:
+    return _pair_partial(request, _campaign(request, pk))
+
+
+@require_POST
+def pair_submit(request: HttpRequest, cpk: int, pk: int) -> HttpResponse:
+    campaign = _campaign(request, cpk)
+    try:
+        queue.label_submit(user=request.user, assignment_id=pk, **_answer(request))
+    except ValueError as exc:
+        return _pair_partial(request, campaign, error=str(exc))
+    except QueueError as exc:
+        if isinstance(exc, queue.LeaseNotYours):
+            return HttpResponse(str(exc), status=403)
+        return _pair_partial(request, campaign, error=str(exc))
+    return _pair_partial(request, campaign, notice="Saved. Press u to undo.")
+
+
+@require_POST
+def pair_skip(request: HttpRequest, cpk: int, pk: int) -> HttpResponse:
+    campaign = _campaign(request, cpk)
+    try:
+        queue.skip(user=request.user, assignment_id=pk)
+    except queue.LeaseNotYours as exc:
+        return HttpResponse(str(exc), status=403)
+    except QueueError as exc:
+        return _pair_partial(request, campaign, error=str(exc))
+    return _pair_partial(request, campaign, notice="Skipped.")
+
+
+@require_POST
+def pair_undo(request: HttpRequest, pk: int) -> HttpResponse:
+    campaign = _campaign(request, pk)
+    try:
+        queue.undo_last(user=request.user, campaign=campaign)
+    except QueueError as exc:
+        return _pair_partial(request, campaign, error=str(exc))
+    return _pair_partial(request, campaign, notice="Undone: answer this pair again.")
+
+
+# --- JSON API (scripts, load benchmark) -------------------------------------------------------
+
+
+@require_POST
+def api_next(request: HttpRequest, pk: int) -> JsonResponse:
+    try:
+        campaign = _campaign(request, pk)
+    except Http404:
+        return JsonResponse({"error": "not_found"}, status=404)
+    assignment = queue.next_assignment(campaign=campaign, user=request.user)
+    if assignment is None:
+        return JsonResponse({"assignment": None})
+    assignment = selectors.pair_for(assignment.pk)
+    left, right = selectors.shown_order(assignment)
+    post = assignment.item.comparison.post
+    return JsonResponse({
+        "assignment": assignment.pk,
+        "expires_at": assignment.expires_at.isoformat(),
+        "post": {"subreddit": post.subreddit, "title": post.title, "text": post.text},
+        "left": {"text": left.text},
+        "right": {"text": right.text},
+    })
+
+
+@require_POST
+def api_submit(request: HttpRequest, pk: int) -> JsonResponse:
+    try:
+        label, created = queue.label_submit(user=request.user, assignment_id=pk, **_answer(request))
+    except ValueError as exc:
+        return JsonResponse({"error": "bad_input", "detail": str(exc)}, status=400)
+    except QueueError as exc:
+        return JsonResponse({"error": exc.code, "detail": str(exc)}, status=_STATUS.get(exc.code, 409))
+    return JsonResponse({"label": label.pk, "created": created}, status=201 if created else 200)
