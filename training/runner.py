@@ -1,0 +1,214 @@
+"""Runs one TrainingRun in this process: claims it, builds its data from the labels, calls the ML
+loop with hooks that record progress, honour cancel requests and keep a heartbeat, and stores
+what it produced. Called by the Celery task (queue "gpu") and by `manage.py train`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from . import params as run_params
+from . import selectors, services
+from .ml.common import Hooks, TrainResult
+from .models import LabelSource, RunKind, RunStatus, TrainingRun
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY_S = 20.0
+WRITE_EVERY_S = 1.0
+CANCEL_POLL_S = 1.0
+
+StepCallback = Callable[[int, int, dict], None]
+
+
+class _Recorder:
+    """Keeps the run's metrics and log in memory and writes them at most once a second."""
+
+    def __init__(self, run: TrainingRun, on_step: StepCallback | None):
+        ckpt_step = (run.summary or {}).get("checkpoint_step", 0) if run.checkpoint_path else 0
+        # Steps after the checkpoint are redone on resume: drop their old metrics.
+        self.metrics = [m for m in (run.metrics or []) if m.get("step", 0) <= ckpt_step]
+        self.log = run.log
+        self.run_id = run.pk
+        self.step, self.total = run.step, run.total_steps
+        self.on_step = on_step
+        self._last_write = self._last_cancel_check = 0.0
+        self._cancel = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run.pk}", daemon=True)
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(HEARTBEAT_EVERY_S):
+                services.run_heartbeat(run_id=self.run_id)
+        finally:
+            connection.close()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def line(self, text: str) -> None:
+        self.log += f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} {text}\n"
+
+    def on_log(self, step: int, total: int, metrics: dict) -> None:
+        self.step, self.total = step, total
+        row = {"step": step, **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()}}
+        self.metrics.append(row)
+        shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+        self.line(f"step {step}/{total} {shown}")
+        if self.on_step:
+            self.on_step(step, total, metrics)
+        if time.monotonic() - self._last_write >= WRITE_EVERY_S or step >= total:
+            self.flush()
+
+    def flush(self) -> None:
+        services.run_progress(run_id=self.run_id, step=self.step, total=self.total, metrics=self.metrics, log=self.log)
+        self._last_write = time.monotonic()
+
+    def should_stop(self) -> bool:
+        if time.monotonic() - self._last_cancel_check >= CANCEL_POLL_S:
+            self._last_cancel_check = time.monotonic()
+            self._cancel = TrainingRun.objects.filter(pk=self.run_id, cancel_requested=True).exists()
+        return self._cancel
+
+    def on_checkpoint(self, path: str, step: int) -> None:
+        self.line(f"checkpoint at step {step}: {path}")
+        self.flush()
+        services.run_checkpoint_set(run_id=self.run_id, path=path, step=step)
+        TrainingRun.objects.filter(pk=self.run_id).update(summary={"checkpoint_step": step})
+
+    def hooks(self) -> Hooks:
+        return Hooks(on_log=self.on_log, should_stop=self.should_stop, on_checkpoint=self.on_checkpoint)
+
+
+def _base_path(run: TrainingRun) -> str:
+    if run.base_artifact_id:
+        return str(selectors.artifact_abspath(run.base_artifact))
+    return run.base_checkpoint
+
+
+def run_output_dir(run: TrainingRun) -> Path:
+    return Path(settings.ARTIFACT_ROOT) / "runs" / f"run-{run.pk}"
+
+
+def execute_run(run_id: int, *, on_step: StepCallback | None = None) -> str:
+    """Run a queued run to its end here; returns its final status ("skipped" if not claimable)."""
+    close_old_connections()
+    run = services.run_claim(run_id=run_id)
+    if run is None:
+        return "skipped"
+    run = selectors.run_get(run.pk)
+    resume_from = run.checkpoint_path if run.checkpoint_path and Path(run.checkpoint_path).exists() else None
+    recorder = _Recorder(run, on_step)
+    try:
+        with recorder:
+            outcome = _dispatch(run, recorder, resume_from)
+    except Exception as exc:  # the run records why; the worker stays up for the next job
+        logger.exception("training run %s failed", run_id)
+        recorder.flush()
+        services.run_fail(run_id=run_id, error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}")
+        return RunStatus.FAILED
+    return outcome
+
+
+def _dispatch(run: TrainingRun, rec: _Recorder, resume_from: str | None) -> str:
+    base = _base_path(run)
+    algo, data = run_params.split_params(run.kind, {k: v for k, v in run.hyperparameters.items()}, model=base)
+    out_dir = run_output_dir(run)
+    dataset = run.dataset
+    if run.kind == RunKind.SAMPLE:
+        return _sample(run, rec, algo, data)
+
+    trained_on: dict = {"source": run.label_source, "dataset": dataset.name, "dataset_id": dataset.pk}
+    if run.kind == RunKind.SFT:
+        from .ml.sft import train_sft
+
+        examples = selectors.sft_examples(dataset=dataset, eval_fraction=data.eval_fraction,
+                                          max_examples=data.max_examples)
+        rec.line(f"SFT on {len(examples)} reference summaries from {base}")
+        trained_on["n_examples"] = len(examples)
+        result = train_sft(algo, examples, out_dir, hooks=rec.hooks(), resume_from=resume_from)
+    elif run.kind == RunKind.REWARD:
+        from .ml.reward import train_reward
+
+        eval_pairs = selectors.human_pairs(dataset=dataset, held_out=True, eval_fraction=data.eval_fraction)
+        if run.label_source == LabelSource.AI:
+            pairs = selectors.ai_pairs(dataset=dataset, labeler_config=run.labeler_config,
+                                       eval_fraction=data.eval_fraction)
+            trained_on.update(labeler_config=run.labeler_config.name, labeler_config_id=run.labeler_config_id,
+                              ai_label_ids=[p["label_id"] for p in pairs[: data.max_examples or None]])
+        else:
+            pairs = selectors.human_pairs(dataset=dataset, held_out=False, eval_fraction=data.eval_fraction)
+            trained_on["human_label_ids"] = [p["label_id"] for p in pairs[: data.max_examples or None]]
+        pairs = pairs[: data.max_examples or None]
+        trained_on.update(n_pairs=len(pairs), eval_fraction=data.eval_fraction)
+        rec.line(f"reward model on {len(pairs)} {run.label_source} pairs, {len(eval_pairs)} held-out human labels, from {base}")
+        result = train_reward(algo, pairs, out_dir, eval_pairs=eval_pairs, hooks=rec.hooks(), resume_from=resume_from)
+    elif run.kind == RunKind.RL:
+        from .ml.rl import train_rl
+
+        prompts = selectors.posts_for(dataset=dataset, held_out=False, eval_fraction=data.eval_fraction,
+                                      limit=data.max_examples)
+        if run.label_source == LabelSource.DIRECT_AI:
+            reward_fn = services.direct_rlaif_reward_fn(run.labeler_config)
+            trained_on.update(labeler_config=run.labeler_config.name, labeler_config_id=run.labeler_config_id)
+        else:
+            from .ml.reward import RewardScorer
+
+            reward_fn = RewardScorer(str(selectors.artifact_abspath(run.reward_artifact)))
+            trained_on.update(reward_artifact=run.reward_artifact.name, reward_artifact_id=run.reward_artifact_id,
+                              reward_trained_on=run.reward_artifact.trained_on)
+        trained_on["n_prompts"] = len(prompts)
+        rec.line(f"RL on {len(prompts)} posts from {base}, reward: {run.label_source}")
+        result = train_rl(algo, prompts, reward_fn, out_dir, hooks=rec.hooks(), resume_from=resume_from)
+    else:  # pragma: no cover - kinds are validated on creation
+        raise ValueError(f"unknown run kind {run.kind!r}")
+    return _finish(run, rec, result, trained_on, data.policy_name if hasattr(data, "policy_name") else "")
+
+
+def _finish(run: TrainingRun, rec: _Recorder, result: TrainResult, trained_on: dict, policy_name: str) -> str:
+    rec.flush()
+    if result.status == "stopped":
+        services.run_stopped(run_id=run.pk, step=result.step)
+        return RunStatus.CANCELLED
+    summary = dict(result.summary, checkpoint_step=result.step)
+    services.run_finish(run_id=run.pk, output_dir=result.output_dir, summary=summary, trained_on=trained_on,
+                        policy_name=policy_name)
+    return RunStatus.DONE
+
+
+def _sample(run: TrainingRun, rec: _Recorder, algo, data) -> str:
+    from .ml.sampling import generate_summaries
+
+    posts = selectors.posts_for(dataset=run.dataset, held_out=True, eval_fraction=data.eval_fraction,
+                                limit=data.n_posts)
+    policy = run.base_artifact.policy
+    rec.line(f"sampling {len(posts)} held-out posts with {policy} ({algo.model})")
+    t0 = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        rec.on_log(done, total, {"posts_per_s": done / (time.perf_counter() - t0)})
+
+    texts = generate_summaries(algo, posts, on_progress=progress, should_stop=rec.should_stop)
+    if rec.should_stop():
+        rec.flush()
+        services.run_stopped(run_id=run.pk, step=rec.step)
+        return RunStatus.CANCELLED
+    compare_with = [n.strip() for n in data.compare_with.split(",") if n.strip()]
+    counts = services.policy_samples_write(policy=policy, posts=posts, texts=texts, compare_with=compare_with)
+    rec.flush()
+    services.run_finish(run_id=run.pk, output_dir="", summary=dict(counts, posts=len(posts), policy=policy.name),
+                        trained_on={}, extra_log=f"wrote {counts}")
+    return RunStatus.DONE

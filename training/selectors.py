@@ -1,0 +1,108 @@
+"""Reads of the training app: runs, artifacts, and the training data built from the labels.
+
+The data builders return plain dicts in the shapes `training.ml` takes, so the ML code never sees
+a model instance. Held-out data is split by post: a post's place is fixed by its content digest,
+so the same post is always on the same side, whatever run or dataset import order.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from labeling.models import AILabel, Dataset, HumanLabel, Post, Summary
+from .models import ModelArtifact, RunKind, TrainingRun
+
+
+def post_is_held_out(content_sha256: str, eval_fraction: float) -> bool:
+    """Deterministic split by post: the first 8 hex digits of its digest as a number in [0, 1)."""
+    return int(content_sha256[:8], 16) / 16**8 < eval_fraction
+
+
+def _post_fields(post: Post) -> dict:
+    return {"post_id": post.pk, "subreddit": post.subreddit, "title": post.title, "post": post.text}
+
+
+def sft_examples(*, dataset: Dataset, eval_fraction: float = 0.0, max_examples: int = 0) -> list[dict]:
+    """Reference summaries of the dataset's training posts: {subreddit, title, post, summary}."""
+    rows = (Summary.objects.filter(post__dataset=dataset, is_reference=True)
+            .select_related("post").order_by("pk"))
+    out = [dict(_post_fields(s.post), summary=s.text) for s in rows.iterator()
+           if not post_is_held_out(s.post.content_sha256, eval_fraction)]
+    return out[:max_examples] if max_examples else out
+
+
+def _pair_fields(comparison) -> dict:
+    return dict(_post_fields(comparison.post), comparison_id=comparison.pk,
+                summary_a=comparison.summary_a.text, summary_b=comparison.summary_b.text)
+
+
+def human_pairs(*, dataset: Dataset, held_out: bool, eval_fraction: float) -> list[dict]:
+    """One pair per human label: p_a (1 or 0) for training, choice and confidence for evaluation."""
+    labels = (HumanLabel.objects.filter(comparison__post__dataset=dataset)
+              .select_related("comparison__post", "comparison__summary_a", "comparison__summary_b")
+              .order_by("pk"))
+    out = []
+    for label in labels.iterator():
+        c = label.comparison
+        if post_is_held_out(c.post.content_sha256, eval_fraction) != held_out:
+            continue
+        out.append(dict(_pair_fields(c), label_id=label.pk, p_a=1.0 - label.choice, choice=label.choice,
+                        confidence=label.confidence))
+    return out
+
+
+def ai_pairs(*, dataset: Dataset, labeler_config, eval_fraction: float) -> list[dict]:
+    """One pair per usable AI label of this config on training posts, with the soft label p_a."""
+    labels = (AILabel.objects.filter(comparison__post__dataset=dataset, config=labeler_config, p_a__isnull=False)
+              .select_related("comparison__post", "comparison__summary_a", "comparison__summary_b")
+              .order_by("pk"))
+    return [dict(_pair_fields(label.comparison), label_id=label.pk, p_a=label.p_a) for label in labels.iterator()
+            if not post_is_held_out(label.comparison.post.content_sha256, eval_fraction)]
+
+
+def posts_for(*, dataset: Dataset, held_out: bool, eval_fraction: float, limit: int = 0) -> list[dict]:
+    """Posts of one side of the split, in id order: {post_id, subreddit, title, post}."""
+    out = []
+    for post in Post.objects.filter(dataset=dataset).order_by("pk").iterator():
+        if post_is_held_out(post.content_sha256, eval_fraction) == held_out:
+            out.append(_post_fields(post))
+            if limit and len(out) >= limit:
+                break
+    return out
+
+
+# --- runs and artifacts -----------------------------------------------------------------------
+
+
+def artifact_abspath(artifact: ModelArtifact) -> Path:
+    path = Path(artifact.path)
+    return path if path.is_absolute() else Path(settings.ARTIFACT_ROOT) / path
+
+
+def run_list() -> QuerySet[TrainingRun]:
+    return TrainingRun.objects.select_related("created_by", "dataset", "base_artifact").order_by("-created_at")
+
+
+def run_get(pk: int) -> TrainingRun:
+    return (TrainingRun.objects.select_related("created_by", "dataset", "base_artifact", "reward_artifact",
+                                               "labeler_config").get(pk=pk))
+
+
+def run_artifacts(run: TrainingRun) -> QuerySet[ModelArtifact]:
+    return run.artifacts.select_related("policy").prefetch_related("parents").order_by("pk")
+
+
+def default_base_artifact(kind: str) -> ModelArtifact | None:
+    """The artifact a new run of this kind most likely starts from (for the form's initial value)."""
+    qs = ModelArtifact.objects.order_by("-created_at")
+    if kind == RunKind.SFT:
+        return qs.filter(kind=ModelArtifact.Kind.BASE, name__icontains="gpt").first() or qs.filter(
+            kind=ModelArtifact.Kind.BASE).first()
+    if kind == RunKind.REWARD:
+        return qs.filter(kind=ModelArtifact.Kind.BASE, name__icontains="minilm").first() or qs.filter(
+            kind=ModelArtifact.Kind.BASE).first()
+    if kind == RunKind.RL:
+        return qs.filter(kind=ModelArtifact.Kind.POLICY, run__kind=RunKind.SFT).first()
+    return qs.filter(kind=ModelArtifact.Kind.POLICY).first()

@@ -1,0 +1,388 @@
+"""Writes of the training app: create, cancel, resume and fail runs; record progress; store the
+artifacts a run produces (with provenance back to the labels) and the summaries a policy writes.
+
+Every write is a keyword-only function under `transaction.atomic`; runs are enqueued on commit.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Sequence
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from labeling.models import Comparison, Dataset, LabelerConfig, Policy, PolicyKind, Summary, text_digest
+from . import params as run_params
+from . import selectors
+from .models import LabelSource, ModelArtifact, RunKind, RunStatus, TrainingRun
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_STALE_S = 180
+"""A running run whose worker has not written a heartbeat for this long is marked failed (the
+worker writes one every 20 s from a background thread, whatever the loop is doing)."""
+
+LOG_MAX_CHARS = 200_000
+
+
+# --- creating runs ------------------------------------------------------------------------------
+
+
+def _dataset(value) -> Dataset | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, Dataset):
+        return value
+    qs = Dataset.objects.filter(pk=value) if str(value).isdigit() else Dataset.objects.filter(name=value)
+    found = qs.first()
+    if found is None:
+        raise ValidationError({"dataset": f"no dataset {value!r}"})
+    return found
+
+
+def _artifact(value, field: str) -> ModelArtifact | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, ModelArtifact):
+        return value
+    text = str(value).removeprefix("artifact:")
+    qs = ModelArtifact.objects.filter(pk=text) if text.isdigit() else ModelArtifact.objects.filter(name=text)
+    found = qs.first()
+    if found is None:
+        raise ValidationError({field: f"no model artifact {value!r}"})
+    return found
+
+
+def _labeler_config(value) -> LabelerConfig | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, LabelerConfig):
+        return value
+    qs = LabelerConfig.objects.filter(pk=value) if str(value).isdigit() else LabelerConfig.objects.filter(name=value)
+    found = qs.first()
+    if found is None:
+        raise ValidationError({"labeler_config": f"no labeler config {value!r}"})
+    return found
+
+
+def _enqueue(run_id: int) -> None:
+    from .tasks import run_training
+
+    run_training.apply_async(args=[run_id], queue="gpu")
+
+
+@transaction.atomic
+def training_run_create(*, kind: str, created_by=None, name: str = "", base_checkpoint: str = "",
+                        base_artifact: Any = None, dataset: Any = None, label_source: str = "",
+                        labeler_config: Any = None, reward_artifact: Any = None,
+                        hyperparameters: dict | None = None, enqueue: bool = True, **extra: Any) -> TrainingRun:
+    """Validate and create a run, then queue it on `gpu` when the transaction commits.
+
+    Extra keyword arguments are hyperparameters (e.g. `max_steps=3`). Objects may be given as
+    instances, primary keys or names; `base_checkpoint` may be "artifact:<id>" or a Hugging Face
+    name / local path. Raises ValidationError naming the field at fault.
+    """
+    if kind not in RunKind.values:
+        raise ValidationError({"kind": f"kind must be one of {RunKind.values}, got {kind!r}"})
+    hp = dict(hyperparameters or {})
+    hp.update(extra)
+    dataset = _dataset(dataset)
+    if dataset is None:
+        raise ValidationError({"dataset": "a dataset is required"})
+    base = _artifact(base_artifact, "base_artifact")
+    if base is None and base_checkpoint.startswith("artifact:"):
+        base = _artifact(base_checkpoint, "base_checkpoint")
+    if base is None and not base_checkpoint:
+        base = selectors.default_base_artifact(kind)
+        if base is None:
+            raise ValidationError({"base_checkpoint": "give a base checkpoint or artifact (none to default to)"})
+    if base is not None:
+        base_checkpoint = f"artifact:{base.pk}"
+    labeler_config = _labeler_config(labeler_config)
+    reward_artifact = _artifact(reward_artifact, "reward_artifact")
+
+    if kind == RunKind.SFT:
+        label_source = label_source or LabelSource.REFERENCES
+        if label_source != LabelSource.REFERENCES:
+            raise ValidationError({"label_source": "SFT trains on reference summaries"})
+    elif kind == RunKind.REWARD:
+        label_source = label_source or LabelSource.HUMAN
+        if label_source not in (LabelSource.HUMAN, LabelSource.AI):
+            raise ValidationError({"label_source": "a reward model trains on human or AI labels"})
+        if label_source == LabelSource.AI and labeler_config is None:
+            raise ValidationError({"labeler_config": "AI labels need a labeler config"})
+    elif kind == RunKind.RL:
+        label_source = label_source or (LabelSource.DIRECT_AI if labeler_config and not reward_artifact
+                                        else LabelSource.REWARD_MODEL)
+        if label_source == LabelSource.REWARD_MODEL:
+            if reward_artifact is None or reward_artifact.kind != ModelArtifact.Kind.REWARD:
+                raise ValidationError({"reward_artifact": "RL against a reward model needs a reward-model artifact"})
+        elif label_source == LabelSource.DIRECT_AI:
+            if labeler_config is None:
+                raise ValidationError({"labeler_config": "direct RLAIF needs an AI labeler config"})
+        else:
+            raise ValidationError({"label_source": "RL rewards come from a reward model or the AI labeler's score"})
+    elif kind == RunKind.SAMPLE:
+        if base is None or base.kind != ModelArtifact.Kind.POLICY or base.policy_id is None:
+            raise ValidationError({"base_artifact": "sampling needs a policy artifact (one made by an SFT or RL run)"})
+
+    try:
+        run_params.split_params(kind, hp)
+    except ValueError as exc:
+        raise ValidationError({"hyperparameters": str(exc)}) from exc
+    full = run_params.defaults(kind)
+    full.update(hp)
+    run = TrainingRun.objects.create(
+        name=name, kind=kind, base_checkpoint=base_checkpoint, base_artifact=base, dataset=dataset,
+        label_source=label_source, labeler_config=labeler_config, reward_artifact=reward_artifact,
+        hyperparameters=full, created_by=created_by,
+        log=f"{timezone.now():%Y-%m-%d %H:%M:%S} queued\n",
+    )
+    if enqueue:
+        transaction.on_commit(lambda: _enqueue(run.pk))
+    return run
+
+
+# --- user actions -------------------------------------------------------------------------------
+
+
+def _append_log(run: TrainingRun, line: str) -> None:
+    run.log = (run.log + f"{timezone.now():%Y-%m-%d %H:%M:%S} {line}\n")[-LOG_MAX_CHARS:]
+
+
+@transaction.atomic
+def training_run_cancel(*, run_id: int) -> TrainingRun:
+    """Cancel a queued run now; ask a running one to stop after its current step (it checkpoints)."""
+    run = TrainingRun.objects.select_for_update().get(pk=run_id)
+    if run.status == RunStatus.QUEUED:
+        run.status, run.finished_at = RunStatus.CANCELLED, timezone.now()
+        _append_log(run, "cancelled before it started")
+    elif run.status == RunStatus.RUNNING:
+        run.cancel_requested = True
+        _append_log(run, "cancel requested; stopping after the current step")
+    else:
+        raise ValidationError(f"run {run.pk} is {run.status}; only queued or running runs can be cancelled")
+    run.save()
+    return run
+
+
+@transaction.atomic
+def training_run_resume(*, run_id: int) -> TrainingRun:
+    """Queue a failed or cancelled run again; it continues from its last checkpoint (or from the start)."""
+    run = TrainingRun.objects.select_for_update().get(pk=run_id)
+    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+        raise ValidationError(f"run {run.pk} is {run.status}; only failed or cancelled runs can be resumed")
+    if run.checkpoint_path and not Path(run.checkpoint_path).exists():
+        _append_log(run, f"checkpoint {run.checkpoint_path} is gone; restarting from the beginning")
+        run.checkpoint_path = ""
+    where = f"checkpoint at step {run.step}" if run.checkpoint_path else "the beginning"
+    run.status, run.cancel_requested, run.finished_at = RunStatus.QUEUED, False, None
+    _append_log(run, f"resume queued (from {where}); previous error: {run.error or 'none'}")
+    run.error = ""
+    run.save()
+    transaction.on_commit(lambda: _enqueue(run.pk))
+    return run
+
+
+def training_runs_fail_stale(*, older_than_s: float = HEARTBEAT_STALE_S, run_id: int | None = None) -> int:
+    """Mark running runs whose worker stopped sending heartbeats as failed, with the reason."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    n = 0
+    with transaction.atomic():
+        qs = TrainingRun.objects.select_for_update().filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
+        if run_id is not None:
+            qs = qs.filter(pk=run_id)
+        for run in qs:
+            _mark_lost(run, f"no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC")
+            n += 1
+    return n
+
+
+def _mark_lost(run: TrainingRun, why: str) -> None:
+    resume = (f"Resume continues from the checkpoint at step {run.step}." if run.checkpoint_path
+              else "No checkpoint was written yet; resume restarts it.")
+    run.status, run.finished_at = RunStatus.FAILED, timezone.now()
+    run.error = f"The worker running this job was lost ({why}). {resume}"
+    _append_log(run, run.error)
+    run.save()
+
+
+# --- worker-side writes -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def run_claim(*, run_id: int) -> TrainingRun | None:
+    """Move a queued run to running; None when it is not queued (cancelled, duplicate delivery).
+
+    A run still marked running whose heartbeat is stale means its worker died and the broker
+    redelivered the job: it is marked failed with that reason, to be resumed by a person.
+    """
+    run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+    if run is None:
+        logger.warning("training run %s does not exist", run_id)
+        return None
+    now = timezone.now()
+    if run.status == RunStatus.RUNNING:
+        if run.heartbeat_at is None or run.heartbeat_at < now - timedelta(seconds=HEARTBEAT_STALE_S):
+            _mark_lost(run, "the job was redelivered after its worker stopped")
+        return None
+    if run.status != RunStatus.QUEUED:
+        return None
+    run.status, run.heartbeat_at = RunStatus.RUNNING, now
+    run.started_at = run.started_at or now
+    _append_log(run, "started" if not run.checkpoint_path else f"resumed from {run.checkpoint_path}")
+    run.save()
+    return run
+
+
+def run_heartbeat(*, run_id: int) -> None:
+    TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+
+
+def run_progress(*, run_id: int, step: int, total: int, metrics: list[dict], log: str) -> None:
+    TrainingRun.objects.filter(pk=run_id).update(
+        step=step, total_steps=total, progress=min(1.0, step / total) if total else 0.0, metrics=metrics,
+        log=log[-LOG_MAX_CHARS:], heartbeat_at=timezone.now(),
+    )
+
+
+def run_checkpoint_set(*, run_id: int, path: str, step: int) -> None:
+    TrainingRun.objects.filter(pk=run_id).update(checkpoint_path=path, heartbeat_at=timezone.now())
+
+
+@transaction.atomic
+def run_fail(*, run_id: int, error: str) -> None:
+    run = TrainingRun.objects.select_for_update().get(pk=run_id)
+    run.status, run.error, run.finished_at = RunStatus.FAILED, error, timezone.now()
+    _append_log(run, f"failed: {error.splitlines()[-1] if error else ''}")
+    run.save()
+
+
+@transaction.atomic
+def run_stopped(*, run_id: int, step: int) -> None:
+    run = TrainingRun.objects.select_for_update().get(pk=run_id)
+    run.status, run.finished_at, run.cancel_requested = RunStatus.CANCELLED, timezone.now(), False
+    _append_log(run, f"cancelled at step {step}; resumable from {run.checkpoint_path}")
+    run.save()
+
+
+def _relative(path: str | Path) -> str:
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path(settings.ARTIFACT_ROOT).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _policy_kind(run: TrainingRun) -> str:
+    if run.kind == RunKind.SFT:
+        return PolicyKind.SFT
+    if run.label_source == LabelSource.DIRECT_AI:
+        return PolicyKind.DIRECT_RLAIF
+    source = (run.reward_artifact.trained_on or {}).get("source") if run.reward_artifact else None
+    return PolicyKind.RLAIF if source == LabelSource.AI else PolicyKind.RLHF
+
+
+@transaction.atomic
+def run_finish(*, run_id: int, output_dir: str, summary: dict, trained_on: dict, policy_name: str = "",
+               extra_log: str = "") -> ModelArtifact | None:
+    """Mark a run done; for sft/reward/rl runs, register its final checkpoint as an artifact."""
+    run = TrainingRun.objects.select_for_update().get(pk=run_id)
+    artifact = None
+    if run.kind != RunKind.SAMPLE:
+        policy = None
+        if run.kind in (RunKind.SFT, RunKind.RL):
+            kind = _policy_kind(run)
+            policy, _ = Policy.objects.get_or_create(
+                name=policy_name or f"{kind}-run{run.pk}",
+                defaults={"kind": kind, "description": f"Written by training run {run.pk} ({run})."},
+            )
+        artifact = ModelArtifact.objects.create(
+            name=f"{run.kind}-run{run.pk}" + (f" {run.name}" if run.name else ""),
+            kind=ModelArtifact.Kind.REWARD if run.kind == RunKind.REWARD else ModelArtifact.Kind.POLICY,
+            path=_relative(output_dir), run=run, policy=policy, trained_on=trained_on,
+        )
+        artifact.parents.set([a for a in (run.base_artifact, run.reward_artifact) if a is not None])
+    run.status, run.progress, run.finished_at, run.summary = RunStatus.DONE, 1.0, timezone.now(), summary
+    run.cancel_requested = False
+    if extra_log:
+        _append_log(run, extra_log)
+    _append_log(run, "done" + (f": artifact {artifact.name} at {artifact.path}" if artifact else ""))
+    run.save()
+    return artifact
+
+
+@transaction.atomic
+def policy_samples_write(*, policy: Policy, posts: Sequence[dict], texts: Sequence[str],
+                         compare_with: Sequence[str] = ()) -> dict:
+    """Store one Summary per post for `policy` and a Comparison (canonical order) against every
+    other policy's summary of that post (only the named policies when compare_with is given).
+    Empty generations are skipped (a summary cannot be empty). Idempotent."""
+    if len(posts) != len(texts):
+        raise ValueError(f"{len(posts)} posts but {len(texts)} summaries")
+    n_summaries = n_new_comparisons = n_empty = 0
+    for post, text in zip(posts, texts):
+        if not text.strip():
+            n_empty += 1
+            continue
+        mine, _ = Summary.objects.get_or_create(
+            post_id=post["post_id"], policy=policy, text_sha256=text_digest(text.strip()),
+            defaults={"text": text.strip()},
+        )
+        n_summaries += 1
+        others = Summary.objects.filter(post_id=post["post_id"]).exclude(policy=policy)
+        if compare_with:
+            others = others.filter(policy__name__in=list(compare_with))
+        for other in others.only("pk"):
+            a, b = sorted((mine.pk, other.pk))
+            _, created = Comparison.objects.get_or_create(summary_a_id=a, summary_b_id=b,
+                                                          defaults={"post_id": post["post_id"]})
+            n_new_comparisons += created
+    return {"summaries": n_summaries, "new_comparisons": n_new_comparisons, "empty_generations": n_empty}
+
+
+# --- direct RLAIF: the AI labeler's 1-10 score as the RL reward ---------------------------------
+
+
+def direct_rlaif_reward_fn(config: LabelerConfig):
+    """A reward callable for direct RLAIF: the labeler rates each summary 1-10; the reward is the
+    expected score sum_i i * P(i) (P normalized over 1..10), rescaled from [1, 10] to [-1, 1].
+
+    Uses `labeling.judges` (its rating prompt and the local backend's `rate`). Only local labeler
+    configs are supported: an HTTP labeler would need one request per sampled summary per step.
+    """
+    if config.backend != "local":
+        raise ValidationError(f"labeler config {config.name!r}: direct RLAIF needs a local labeler (backend "
+                              f"{config.backend!r})")
+    from labeling.judges.base import Prompt
+    from labeling.judges.local import LocalBackend
+    from labeling.judges.prompts import fit_text, rating_prompt
+
+    from .ml.common import format_prompt
+
+    backend = LocalBackend(config.model, batch_size=config.batch_size)
+    n_positions = getattr(backend.model.config, "n_positions", None) or getattr(
+        backend.model.config, "max_position_embeddings", None) or config.max_prompt_tokens
+    max_tokens = min(config.max_prompt_tokens, int(n_positions))
+
+    def reward(records, summaries):
+        prompts = []
+        for record, summary in zip(records, summaries):
+            text = format_prompt(record.get("subreddit", ""), record.get("title", ""), record["post"]).removesuffix(
+                "\nTL;DR:")
+            text, _ = fit_text(lambda t: [rating_prompt(t, summary)], text,
+                               lambda p: backend.count_tokens(Prompt(body=p)), max_tokens)
+            prompts.append(Prompt(body=rating_prompt(text, summary)))
+        out = []
+        for scored in backend.rate(prompts):
+            if not scored.probs:
+                raise RuntimeError(f"direct RLAIF: the labeler gave no 1-10 probabilities ({scored.error})")
+            expected = sum((i + 1) * p for i, p in enumerate(scored.probs))
+            out.append((expected - 5.5) / 4.5)
+        return out
+
+    return reward
