@@ -1,0 +1,19 @@
+"""Admin for cached evaluation results (read-only: the worker writes them)."""
+from django.contrib import admin
+
+from .models import CachedResult
+
+
+@admin.register(CachedResult)
+class CachedResultAdmin(admin.ModelAdmin):
+    list_display = ("key", "n_labels", "computed_at", "status")
+    search_fields = ("key",)
+    readonly_fields = ("key", "value", "n_labels", "computed_at")
+
+    @admin.display(description="status")
+    def status(self, obj: CachedResult) -> str:
+        value = obj.value or {}
+        return "pending" if value.get("pending") else value.get("status", "")
+
+    def has_add_permission(self, request) -> bool:
+        return False

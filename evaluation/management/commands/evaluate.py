@@ -1,0 +1,68 @@
+"""`python manage.py evaluate [--dataset NAME]`: the dashboards' tables in the shell.
+
+Computes the bootstrap/Bradley-Terry/length-controlled results in-process (as the worker would),
+stores them in the cache, and prints alignment per labeler config with position bias, the
+win-rate table with intervals per judge, the leaderboard and annotator agreement.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from django.core.management.base import BaseCommand, CommandError
+
+from evaluation import services
+from evaluation.selectors import Filters
+from evaluation.templatetags.evaluation_tags import fmt
+from labeling.models import Campaign, Dataset
+
+
+class Command(BaseCommand):
+    help = "Print the evaluation tables (alignment, position bias, win rates, leaderboard, agreement)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dataset", help="Dataset name (default: all).")
+        parser.add_argument("--campaign", help="Campaign name (human labels of that campaign only).")
+        parser.add_argument("--date-from", type=dt.date.fromisoformat, help="YYYY-MM-DD, inclusive.")
+        parser.add_argument("--date-to", type=dt.date.fromisoformat, help="YYYY-MM-DD, inclusive.")
+        parser.add_argument("--rounds", type=int, default=services.DEFAULT_ROUNDS, help="Bootstrap rounds.")
+        parser.add_argument("--format", choices=["text", "csv", "json"], default="text")
+        parser.add_argument("--no-compute", action="store_true", help="Use the cached result as it is.")
+
+    def handle(self, *args, **opts):
+        if opts["dataset"] and not Dataset.objects.filter(name=opts["dataset"]).exists():
+            raise CommandError(f"--dataset: no dataset named {opts['dataset']!r}")
+        if opts["campaign"] and not Campaign.objects.filter(name=opts["campaign"]).exists():
+            raise CommandError(f"--campaign: no campaign named {opts['campaign']!r}")
+        if opts["rounds"] < 1:
+            raise CommandError("--rounds must be at least 1")
+        f = Filters(opts["dataset"], opts["campaign"], opts["date_from"], opts["date_to"])
+        if not opts["no_compute"]:
+            services.refresh_dashboard(filters=f, rounds=opts["rounds"])
+        tables = []
+        tables += services.alignment_page(f, auto_refresh=False)["tables"]
+        wr = services.winrate_page(f, auto_refresh=False)
+        tables.append(wr["tables"][0])
+        for key, label in wr["judges"][1:]:
+            t = services.winrate_page(f, judge=key, auto_refresh=False)["tables"][0]
+            tables.append(t)
+        tables.append(wr["tables"][1])
+        tables += services.leaderboard_page(f, auto_refresh=False)["tables"]
+        tables += services.annotators_page(f, auto_refresh=False)["tables"]
+        for t in tables:
+            if opts["format"] == "csv":
+                self.stdout.write(f"# {t.name}: {t.title}\n" + services.table_csv(t))
+            elif opts["format"] == "json":
+                self.stdout.write(services.table_json(t, f))
+            else:
+                self.stdout.write(render_text(t))
+
+    
+def render_text(t: services.Table) -> str:
+    """A plain fixed-width table."""
+    header = [c.label for c in t.columns]
+    body = [[fmt(r.get(c.key), c.kind) for c in t.columns] for r in t.rows]
+    widths = [max([len(h)] + [len(b[i]) for b in body]) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(str(x).ljust(w) for x, w in zip(cells, widths)).rstrip()  # noqa: E731
+    out = [f"== {t.title} ==", line(header), line(["-" * w for w in widths])]
+    out += [line(b) for b in body] or ["(no data)"]
+    return "\n".join(out) + "\n\n"

@@ -1,0 +1,354 @@
+"""Reads for the evaluation dashboards.
+
+Everything a page needs per request is aggregated in the database (GROUP BY policy pair, labeler
+config or annotator), so a page costs a handful of queries whatever the label count.  The row
+loaders at the bottom (``*_rows``) fetch per-label arrays for the worker that computes bootstrap
+intervals, Bradley-Terry ratings, length-controlled win rates and the trivial judges.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import Avg, Case, Count, F, FloatField, IntegerField, Q, QuerySet, Sum, Value, When
+from django.db.models.functions import Length
+from django.utils import timezone
+
+from labeling.models import (
+    AILabel, Campaign, CampaignItem, Comparison, Dataset, HumanLabel, LabelerConfig, Policy, Post, Summary,
+)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Dataset (name), campaign (name) and an inclusive label-date range; None = no filter."""
+
+    dataset: str | None = None
+    campaign: str | None = None
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+
+    def key(self) -> str:
+        return "|".join(str(x or "") for x in (self.dataset, self.campaign, self.date_from, self.date_to))
+
+    def query(self) -> dict[str, str]:
+        """As GET parameters (for links and export URLs)."""
+        out = {"dataset": self.dataset, "campaign": self.campaign, "date_from": self.date_from, "date_to": self.date_to}
+        return {k: str(v) for k, v in out.items() if v}
+
+    def _bounds(self):
+        tz = timezone.get_current_timezone()
+        lo = dt.datetime.combine(self.date_from, dt.time.min, tzinfo=tz) if self.date_from else None
+        hi = dt.datetime.combine(self.date_to + dt.timedelta(days=1), dt.time.min, tzinfo=tz) if self.date_to else None
+        return lo, hi
+
+    def human_q(self, prefix: str = "") -> Q:
+        q = Q()
+        if self.dataset:
+            q &= Q(**{f"{prefix}comparison__post__dataset__name": self.dataset})
+        if self.campaign:
+            q &= Q(**{f"{prefix}campaign__name": self.campaign})
+        lo, hi = self._bounds()
+        if lo:
+            q &= Q(**{f"{prefix}created_at__gte": lo})
+        if hi:
+            q &= Q(**{f"{prefix}created_at__lt": hi})
+        return q
+
+    def ai_q(self) -> Q:
+        q = Q()
+        if self.dataset:
+            q &= Q(comparison__post__dataset__name=self.dataset)
+        if self.campaign:
+            q &= Q(comparison__campaign_items__campaign__name=self.campaign)
+        lo, hi = self._bounds()
+        if lo:
+            q &= Q(created_at__gte=lo)
+        if hi:
+            q &= Q(created_at__lt=hi)
+        return q
+
+
+def human_labels(f: Filters) -> QuerySet[HumanLabel]:
+    return HumanLabel.objects.filter(f.human_q())
+
+
+def ai_labels(f: Filters) -> QuerySet[AILabel]:
+    return AILabel.objects.filter(f.ai_q())
+
+
+def _verdict_case(field: str = "p_a"):
+    """0 = A preferred, 1 = B preferred, 2 = tie (the human choice convention plus ties)."""
+    return Case(
+        When(**{f"{field}__gt": 0.5}, then=Value(0)),
+        When(**{f"{field}__lt": 0.5}, then=Value(1)),
+        default=Value(2),
+        output_field=IntegerField(),
+    )
+
+
+# --- per-request aggregates -------------------------------------------------------------------
+
+
+def human_pair_counts(f: Filters) -> list[tuple[int, int, int, int]]:
+    """(policy of A, policy of B, choice 0/1, count), grouped in SQL."""
+    qs = (
+        human_labels(f)
+        .values_list("comparison__summary_a__policy_id", "comparison__summary_b__policy_id", "choice")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return [tuple(r) for r in qs]
+
+
+def ai_pair_counts(f: Filters) -> list[tuple[int, int, int, int, int]]:
+    """(config, policy of A, policy of B, verdict 0 A / 1 B / 2 tie, count) over usable AI labels."""
+    qs = (
+        ai_labels(f)
+        .filter(p_a__isnull=False)
+        .annotate(v=_verdict_case())
+        .values_list("config_id", "comparison__summary_a__policy_id", "comparison__summary_b__policy_id", "v")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return [tuple(r) for r in qs]
+
+
+def labeler_stats(f: Filters) -> list[dict]:
+    """Per labeler config: label counts, errors, position bias counts and tokens per label."""
+    qs = (
+        ai_labels(f)
+        .values("config_id")
+        .annotate(
+            n=Count("id"),
+            n_usable=Count("id", filter=Q(p_a__isnull=False)),
+            n_error=Count("id", filter=~Q(error="")),
+            n_both=Count("id", filter=Q(p_a_ab__isnull=False, p_a_ba__isnull=False)),
+            n_first=Count("id", filter=Q(p_a_ab__gt=0.5, p_a_ba__lt=0.5)),
+            n_second=Count("id", filter=Q(p_a_ab__lt=0.5, p_a_ba__gt=0.5)),
+            tokens=Avg(F("prompt_tokens") + F("completion_tokens"), output_field=FloatField()),
+        )
+        .order_by()
+    )
+    return list(qs)
+
+
+def human_cost(f: Filters) -> dict:
+    return human_labels(f).aggregate(n=Count("id"), seconds=Avg("time_taken_s"), n_timed=Count("time_taken_s"))
+
+
+def _human_where(f: Filters, alias: str = "h") -> tuple[str, list]:
+    """SQL WHERE fragment (and params) for human labels aliased ``alias`` joined to c and p."""
+    parts, params = ["1=1"], []
+    if f.dataset:
+        parts.append("p.dataset_id = (SELECT id FROM %s WHERE name = %%s)" % Dataset._meta.db_table)
+        params.append(f.dataset)
+    if f.campaign:
+        parts.append(f"{alias}.campaign_id = (SELECT id FROM %s WHERE name = %%s)" % Campaign._meta.db_table)
+        params.append(f.campaign)
+    lo, hi = f._bounds()
+    if lo:
+        parts.append(f"{alias}.created_at >= %s")
+        params.append(lo)
+    if hi:
+        parts.append(f"{alias}.created_at < %s")
+        params.append(hi)
+    return " AND ".join(parts), params
+
+
+def _tables() -> dict[str, str]:
+    return {
+        "h": HumanLabel._meta.db_table, "c": Comparison._meta.db_table, "p": Post._meta.db_table,
+        "a": AILabel._meta.db_table, "ci": CampaignItem._meta.db_table, "u": get_user_model()._meta.db_table,
+    }
+
+
+def alignment_counts(f: Filters) -> dict[int, dict]:
+    """Per labeler config: agreement of its verdict with the human majority, in one SQL query.
+
+    The human side is one row per comparison (majority share of A, mean confidence); split votes
+    are left out.  High confidence = mean confidence <= 2 or >= 8 (the paper's 1, 2, 8, 9).
+    """
+    t = _tables()
+    where, params = _human_where(f)
+    ai_where, ai_params = ["a.p_a IS NOT NULL"], []
+    lo, hi = f._bounds()
+    if lo:
+        ai_where.append("a.created_at >= %s")
+        ai_params.append(lo)
+    if hi:
+        ai_where.append("a.created_at < %s")
+        ai_params.append(hi)
+    agree = (
+        "CASE WHEN a.p_a = 0.5 THEN 0.5 WHEN (a.p_a > 0.5 AND hv.a_share > 0.5) "
+        "OR (a.p_a < 0.5 AND hv.a_share < 0.5) THEN 1.0 ELSE 0.0 END"
+    )
+    hc = "(hv.conf <= 2 OR hv.conf >= 8)"
+    sql = f"""
+        WITH hv AS (
+            SELECT h.comparison_id AS cid, AVG(1.0 - h.choice) AS a_share, AVG(1.0 * h.confidence) AS conf
+            FROM {t['h']} h JOIN {t['c']} c ON c.id = h.comparison_id JOIN {t['p']} p ON p.id = c.post_id
+            WHERE {where}
+            GROUP BY h.comparison_id
+        )
+        SELECT a.config_id, COUNT(*), SUM({agree}),
+               SUM(CASE WHEN {hc} THEN 1 ELSE 0 END), SUM(CASE WHEN {hc} THEN {agree} ELSE 0 END)
+        FROM {t['a']} a JOIN hv ON hv.cid = a.comparison_id
+        WHERE {' AND '.join(ai_where)} AND hv.a_share <> 0.5
+        GROUP BY a.config_id
+    """
+    with connection.cursor() as cur:
+        cur.execute(sql, params + ai_params)
+        rows = cur.fetchall()
+    return {
+        r[0]: {"n": int(r[1]), "agree": float(r[2] or 0), "n_hc": int(r[3] or 0), "agree_hc": float(r[4] or 0)}
+        for r in rows
+    }
+
+
+def annotator_stats(f: Filters) -> list[dict]:
+    """Per annotator (user name, or external worker id): labels, time, active span, gold accuracy."""
+    t = _tables()
+    where, params = _human_where(f)
+    uname = get_user_model().USERNAME_FIELD
+    sql = f"""
+        SELECT COALESCE(u.{uname}, h.worker_id) AS who, COUNT(*), AVG(h.time_taken_s), SUM(h.time_taken_s),
+               MIN(h.created_at), MAX(h.created_at),
+               SUM(CASE WHEN ci.is_gold AND c.gold_choice IS NOT NULL THEN 1 ELSE 0 END),
+               SUM(CASE WHEN ci.is_gold AND c.gold_choice = h.choice THEN 1 ELSE 0 END)
+        FROM {t['h']} h JOIN {t['c']} c ON c.id = h.comparison_id JOIN {t['p']} p ON p.id = c.post_id
+        LEFT JOIN {t['u']} u ON u.id = h.annotator_id
+        LEFT JOIN {t['ci']} ci ON ci.campaign_id = h.campaign_id AND ci.comparison_id = h.comparison_id
+        WHERE {where}
+        GROUP BY COALESCE(u.{uname}, h.worker_id)
+        ORDER BY COUNT(*) DESC
+    """
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        rows = cur.fetchall()
+    keys = ["who", "n", "mean_s", "total_s", "first", "last", "n_gold", "gold_ok"]
+    return [dict(zip(keys, r)) for r in rows]
+
+
+def policies(ids) -> dict[int, Policy]:
+    return {p.pk: p for p in Policy.objects.filter(pk__in=list(ids))}
+
+
+def labeler_configs(ids=None) -> dict[int, LabelerConfig]:
+    qs = LabelerConfig.objects.all() if ids is None else LabelerConfig.objects.filter(pk__in=list(ids))
+    return {c.pk: c for c in qs}
+
+
+def policy_by_name(name: str) -> Policy | None:
+    return Policy.objects.filter(name=name).first()
+
+
+def cell_comparisons(f: Filters, policy_x: int, policy_y: int, judge: str, limit: int = 50) -> list[dict]:
+    """The comparisons behind one win-rate cell (x vs y, either canonical order), newest first."""
+    pair = Q(summary_a__policy_id=policy_x, summary_b__policy_id=policy_y) | Q(
+        summary_a__policy_id=policy_y, summary_b__policy_id=policy_x
+    )
+    qs = Comparison.objects.filter(pair)
+    if f.dataset:
+        qs = qs.filter(post__dataset__name=f.dataset)
+    if judge.startswith("config:"):
+        ids = ai_labels(f).filter(config_id=int(judge.split(":", 1)[1]), p_a__isnull=False).values("comparison_id")
+    else:
+        ids = human_labels(f).values("comparison_id")
+    qs = (
+        qs.filter(pk__in=ids)
+        .select_related("post", "summary_a", "summary_b")
+        .order_by("-pk")[:limit]
+    )
+    comps = list(qs)
+    cids = [c.pk for c in comps]
+    humans: dict[int, list] = {}
+    for cid, choice, conf in human_labels(f).filter(comparison_id__in=cids).values_list("comparison_id", "choice", "confidence"):
+        humans.setdefault(cid, []).append((choice, conf))
+    ais: dict[int, dict] = {}
+    for cid, cfg, p_a in ai_labels(f).filter(comparison_id__in=cids).values_list("comparison_id", "config__name", "p_a"):
+        ais.setdefault(cid, {})[cfg] = p_a
+    out = []
+    for c in comps:
+        x_is_a = c.summary_a.policy_id == policy_x
+        out.append({
+            "comparison": c, "post": c.post,
+            "text_x": c.summary_a.text if x_is_a else c.summary_b.text,
+            "text_y": c.summary_b.text if x_is_a else c.summary_a.text,
+            "humans": [("x" if (ch == 0) == x_is_a else "y", conf) for ch, conf in humans.get(c.pk, [])],
+            "ai": {k: (None if v is None else (v if x_is_a else 1 - v)) for k, v in ais.get(c.pk, {}).items()},
+        })
+    return out
+
+
+def label_total(f: Filters) -> int:
+    """Human plus AI labels in scope (what a cached result is checked against)."""
+    return human_labels(f).count() + ai_labels(f).count()
+
+
+# --- row loaders for the worker ---------------------------------------------------------------
+
+
+def human_rows(f: Filters) -> dict[str, np.ndarray]:
+    """One entry per human label: comparison, rater key, choice, confidence (nan if unknown)."""
+    uname = get_user_model().USERNAME_FIELD
+    rows = list(
+        human_labels(f).values_list("comparison_id", f"annotator__{uname}", "worker_id", "choice", "confidence")
+    )
+    return {
+        "cid": np.array([r[0] for r in rows], dtype=np.int64),
+        "who": np.array([(r[1] if r[1] is not None else r[2]) for r in rows], dtype=object),
+        "choice": np.array([r[3] for r in rows], dtype=float),
+        "confidence": np.array([np.nan if r[4] is None else r[4] for r in rows], dtype=float),
+    }
+
+
+def ai_rows(f: Filters) -> dict[str, np.ndarray]:
+    rows = list(ai_labels(f).filter(p_a__isnull=False).values_list("config_id", "comparison_id", "p_a"))
+    return {
+        "config": np.array([r[0] for r in rows], dtype=np.int64),
+        "cid": np.array([r[1] for r in rows], dtype=np.int64),
+        "p_a": np.array([r[2] for r in rows], dtype=float),
+    }
+
+
+def comparison_rows(comparison_ids, with_texts: bool = True) -> dict[str, np.ndarray]:
+    """Policies, lengths (characters) and optionally texts of the given comparisons, in id order."""
+    ids = np.unique(np.asarray(comparison_ids, dtype=np.int64))
+    fields = ["id", "summary_a__policy_id", "summary_b__policy_id", "len_a", "len_b"]
+    if with_texts:
+        fields += ["post__text", "summary_a__text", "summary_b__text"]
+    out: dict[str, list] = {k: [] for k in fields}
+    step = 20000
+    for start in range(0, len(ids), step):
+        chunk = ids[start:start + step].tolist()
+        qs = (
+            Comparison.objects.filter(pk__in=chunk)
+            .annotate(len_a=Length("summary_a__text"), len_b=Length("summary_b__text"))
+            .order_by("pk")
+            .values_list(*fields)
+        )
+        for r in qs:
+            for k, v in zip(fields, r):
+                out[k].append(v)
+    res = {
+        "cid": np.array(out["id"], dtype=np.int64),
+        "pol_a": np.array(out["summary_a__policy_id"], dtype=np.int64),
+        "pol_b": np.array(out["summary_b__policy_id"], dtype=np.int64),
+        "len_a": np.array(out["len_a"], dtype=float),
+        "len_b": np.array(out["len_b"], dtype=float),
+    }
+    if with_texts:
+        res.update(post=out["post__text"], text_a=out["summary_a__text"], text_b=out["summary_b__text"])
+    return res
+
+
+def dataset_task(f: Filters) -> str:
+    if f.dataset:
+        ds = Dataset.objects.filter(name=f.dataset).first()
+        if ds is not None:
+            return ds.task
+    return "summarization"
