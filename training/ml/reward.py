@@ -209,6 +209,7 @@ def train_reward(config: RewardConfig, train_pairs: list[dict], output_dir: str 
         state = common.load_trainer_state(resume_from)
         optimizer.load_state_dict(state["optimizer"])
         start_step = state["step"]
+        torch.set_rng_state(state["torch_rng"])
     model, optimizer = accelerator.prepare(model, optimizer)
 
     enc_a = [encode(tokenizer, ex, ex["summary_a"], max_length) for ex in train_pairs]

@@ -1,0 +1,72 @@
+"""The new-run form: kind-specific data fields and one field per hyperparameter, initialized
+with the algorithm's defaults (the paper's, where it gives them) and their docstrings as help."""
+from __future__ import annotations
+
+from django import forms
+
+from labeling.models import Dataset, LabelerConfig
+from . import params as run_params
+from .models import LabelSource, ModelArtifact, RunKind
+
+SOURCES = {
+    RunKind.SFT: [LabelSource.REFERENCES],
+    RunKind.REWARD: [LabelSource.HUMAN, LabelSource.AI],
+    RunKind.RL: [LabelSource.REWARD_MODEL, LabelSource.DIRECT_AI],
+    RunKind.SAMPLE: [],
+}
+
+
+class TrainingRunForm(forms.Form):
+    name = forms.CharField(max_length=200, required=False)
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
+    base_artifact = forms.ModelChoiceField(
+        queryset=ModelArtifact.objects.order_by("-created_at"), required=False,
+        help_text="Start from this artifact (or give a checkpoint below).")
+    base_checkpoint = forms.CharField(
+        max_length=500, required=False, help_text="A Hugging Face name or a local folder, used when no artifact is chosen.")
+
+    def __init__(self, *args, kind: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+        sources = SOURCES[kind]
+        if sources:
+            self.fields["label_source"] = forms.ChoiceField(
+                choices=[(s.value, s.label) for s in sources], initial=sources[0].value)
+        if kind in (RunKind.REWARD, RunKind.RL):
+            self.fields["labeler_config"] = forms.ModelChoiceField(
+                queryset=LabelerConfig.objects.all(), required=False,
+                help_text="Which AI labeler's labels (reward model) or 1-10 scores (direct RLAIF).")
+        if kind == RunKind.RL:
+            self.fields["reward_artifact"] = forms.ModelChoiceField(
+                queryset=ModelArtifact.objects.filter(kind=ModelArtifact.Kind.REWARD).order_by("-created_at"),
+                required=False)
+        if kind == RunKind.SAMPLE:
+            self.fields["base_artifact"].queryset = ModelArtifact.objects.filter(
+                kind=ModelArtifact.Kind.POLICY, policy__isnull=False).order_by("-created_at")
+            self.fields["base_artifact"].required = True
+        self.param_names = []
+        for spec in run_params.param_specs(kind):
+            default, name = spec["default"], f"hp_{spec['name']}"
+            if isinstance(default, bool):
+                field = forms.BooleanField(required=False, initial=default)
+            elif isinstance(default, int):
+                field = forms.IntegerField(initial=default)
+            elif isinstance(default, float):
+                field = forms.FloatField(initial=default)
+            else:
+                field = forms.CharField(required=False, initial=default)
+            field.label, field.help_text = spec["name"], f"{spec['help']} (default {default!r})"
+            self.fields[name] = field
+            self.param_names.append(name)
+
+    def hyperparameters(self) -> dict:
+        return {n.removeprefix("hp_"): self.cleaned_data[n] for n in self.param_names}
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "kind": self.kind, "name": data.get("name", ""), "dataset": data["dataset"],
+            "base_artifact": data.get("base_artifact"), "base_checkpoint": data.get("base_checkpoint", ""),
+            "label_source": data.get("label_source", ""), "labeler_config": data.get("labeler_config"),
+            "reward_artifact": data.get("reward_artifact"), "hyperparameters": self.hyperparameters(),
+        }

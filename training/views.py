@@ -1,0 +1,118 @@
+"""Training pages (staff only): run list, new-run form, run page with its htmx-polled progress
+partial, cancel and resume. Thin: reads through selectors, writes through services."""
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from . import selectors, services
+from .forms import TrainingRunForm
+from .models import RunKind, RunStatus, TrainingRun
+
+
+def staff_required(view):
+    """Log-in is enforced by LoginRequiredMiddleware; a logged-in non-staff user gets 403."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_staff:
+            raise PermissionDenied("Only staff can see and launch training runs.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _run(pk: int) -> TrainingRun:
+    try:
+        return selectors.run_get(pk)
+    except TrainingRun.DoesNotExist as exc:
+        raise Http404(f"no training run {pk}") from exc
+
+
+@staff_required
+def run_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "training/run_list.html", {"runs": selectors.run_list()[:200], "kinds": RunKind.choices})
+
+
+@staff_required
+def run_new(request: HttpRequest) -> HttpResponse:
+    kind = request.POST.get("kind") or request.GET.get("kind") or RunKind.SFT
+    if kind not in RunKind.values:
+        kind = RunKind.SFT
+    if request.method == "POST":
+        form = TrainingRunForm(request.POST, kind=kind)
+        if form.is_valid():
+            try:
+                run = services.training_run_create(created_by=request.user, **form.service_kwargs())
+            except ValidationError as exc:
+                if hasattr(exc, "error_dict"):
+                    for field, errors in exc.error_dict.items():
+                        form.add_error(field if field in form.fields else None, errors)
+                else:
+                    form.add_error(None, exc)
+            else:
+                messages.success(request, f"Queued {run} on the gpu queue.")
+                return redirect("training:run_detail", pk=run.pk)
+    else:
+        base = selectors.default_base_artifact(kind)
+        form = TrainingRunForm(kind=kind, initial={"base_artifact": base.pk if base else None})
+    return render(request, "training/run_new.html", {
+        "form": form, "kind": kind, "kinds": RunKind.choices,
+        "data_fields": [form[n] for n in form.param_names if form.fields[n].label in _data_names(kind)],
+        "algo_fields": [form[n] for n in form.param_names if form.fields[n].label not in _data_names(kind)],
+    })
+
+
+def _data_names(kind: str) -> set[str]:
+    from .params import DATA_FIELDS
+
+    return set(DATA_FIELDS[kind])
+
+
+@staff_required
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    services.training_runs_fail_stale(run_id=pk)
+    run = _run(pk)
+    return render(request, "training/run_detail.html", {"run": run, "artifacts": selectors.run_artifacts(run)})
+
+
+@staff_required
+def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    services.training_runs_fail_stale(run_id=pk)
+    run = _run(pk)
+    return render(request, "training/_run_progress.html", {"run": run, "artifacts": selectors.run_artifacts(run)})
+
+
+@staff_required
+@require_POST
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        services.training_run_cancel(run_id=_run(pk).pk)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return _back(request, pk)
+
+
+@staff_required
+@require_POST
+def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        services.training_run_resume(run_id=_run(pk).pk)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return _back(request, pk)
+
+
+def _back(request: HttpRequest, pk: int) -> HttpResponse:
+    if request.htmx:
+        run = _run(pk)
+        return render(request, "training/_run_progress.html", {"run": run, "artifacts": selectors.run_artifacts(run)})
+    return redirect("training:run_detail", pk=pk)
+
+
+ACTIVE = {RunStatus.QUEUED, RunStatus.RUNNING}
