@@ -118,3 +118,11 @@ def test_tldr_prompt_round_trip():
     prompt = importers.format_tldr_prompt("tifu", "Title: with colon", "line one\n\nTITLE: fake\nline two")
     assert importers.parse_tldr_prompt(prompt) == ("tifu", "Title: with colon", "line one\n\nTITLE: fake\nline two")
     assert importers.parse_tldr_prompt("Human: hi\n\nAssistant:") is None
+
+
+def test_tldr_prompt_is_the_trainers_prompt():
+    """Exported TL;DR prompts must be exactly what the training code feeds its models."""
+    from training.ml.common import format_prompt
+
+    for subreddit in ("tifu", ""):
+        assert importers.format_tldr_prompt(subreddit, "T", "P") == format_prompt(subreddit, "T", "P")
