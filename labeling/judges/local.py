@@ -1,0 +1,293 @@
+"""Local transformers backend: soft labels from a causal LM, computing each token once.
+
+The prompts of a labeler share a long prefix (preamble + exemplars), and the two orders of a
+comparison share the post as well. `LocalBackend.score` therefore runs three stages:
+
+1. the shared prefix, once (batch 1), kept as a `DynamicCache` and reused across calls;
+2. the post of each comparison, once for both orders, batched over comparisons (length-sorted,
+   left-padded) on top of the prefix cache expanded to the batch;
+3. the rest of each prompt (the two summaries and the ending), both orders in the same batch,
+   left-padded, on top of the stage-2 cache with its rows repeated per order; only the last
+   position's logits are computed (`logits_to_keep=1`).
+
+Shared parts are found as longest common prefixes of the *token ids* of the full prompts, so
+the tokens fed are exactly those of the plain full-prompt forward pass; padding holes are masked
+through the 2-D attention mask and explicit `position_ids` continue the real positions.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from .base import Generated, Prompt, Scored, Usage
+from .tokens import answer_token_ids, rating_token_ids
+
+
+def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
+    if not seqs:
+        return 0
+    first, n = seqs[0], min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        i = 0
+        while i < n and s[i] == first[i]:
+            i += 1
+        n = i
+    return n
+
+
+class LocalBackend:
+    """A Hugging Face causal LM (name or local path), on CUDA in bf16 where present, else CPU fp32."""
+
+    def __init__(self, model: str | None = None, *, model_obj=None, tokenizer=None, device: str | None = None,
+                 dtype=None, use_chat_template: bool = False, batch_size: int = 8,
+                 torch_threads: int | None = None, attn_implementation: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        self.torch = torch
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype is None:
+            dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        elif isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        if model_obj is None and model is None:
+            raise ValueError("LocalBackend needs a model name/path or a model object")
+        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(model)
+        kwargs = {"dtype": dtype}
+        if attn_implementation:
+            kwargs["attn_implementation"] = attn_implementation
+        self.model = model_obj if model_obj is not None else AutoModelForCausalLM.from_pretrained(model, **kwargs)
+        self.model.to(self.device).eval()
+        self.use_chat_template = use_chat_template
+        self.batch_size = max(1, int(batch_size))
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
+        self.usage = Usage()
+        self._prefix_ids: tuple[int, ...] | None = None
+        self._prefix_kv = None  # list of (keys, values) per layer, batch 1
+        self._answer_cache: dict = {}
+
+    # --- tokens -----------------------------------------------------------------------------
+
+    def render(self, prompt: Prompt) -> str:
+        if not self.use_chat_template:
+            return prompt.text
+        chat = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt.body}], tokenize=False, add_generation_prompt=True
+        )
+        return chat + prompt.tail.lstrip()
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        # A chat template already holds the special tokens it needs.
+        return list(self.tokenizer(self.render(prompt), add_special_tokens=not self.use_chat_template)["input_ids"])
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        return len(self.encode(prompt))
+
+    # --- the cache ----------------------------------------------------------------------------
+
+    def _cache(self, kv, index=None):
+        """A fresh DynamicCache holding `kv` (rows picked by `index`, or expanded to its length)."""
+        from transformers import DynamicCache
+
+        if kv is None:
+            return DynamicCache(config=self.model.config)
+        if index is None:
+            data = kv
+        elif kv[0][0].shape[0] == 1:
+            data = [(k.expand(len(index), -1, -1, -1), v.expand(len(index), -1, -1, -1)) for k, v in kv]
+        else:
+            data = [(k.index_select(0, index), v.index_select(0, index)) for k, v in kv]
+        return DynamicCache(ddp_cache_data=data, config=self.model.config)
+
+    @staticmethod
+    def _kv(cache) -> list:
+        return [(layer.keys, layer.values) for layer in cache.layers]
+
+    def _forward(self, ids, mask, positions, kv, index, *, logits: bool):
+        torch = self.torch
+        cache = self._cache(kv, index)
+        net = self.model if logits else self.model.base_model
+        kwargs = {"logits_to_keep": 1} if logits else {}
+        # transformers 5.x names the argument `cache` (`past_key_values` is deprecated).
+        kwargs[self._cache_kwarg(net)] = cache
+        out = net(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs)
+        real = int(mask[:, -ids.shape[1]:].sum())
+        self.usage.computed += real
+        self.usage.padded += ids.numel() - real
+        return out, self._kv(cache)
+
+    @staticmethod
+    def _cache_kwarg(net) -> str:
+        import inspect
+
+        return "cache" if "cache" in inspect.signature(net.forward).parameters else "past_key_values"
+
+    def _prefix(self, ids: list[int]):
+        if tuple(ids) != self._prefix_ids:
+            torch = self.torch
+            self._prefix_kv = None
+            if ids:
+                t = torch.tensor([ids], device=self.device)
+                _, self._prefix_kv = self._forward(
+                    t, torch.ones_like(t), torch.arange(len(ids), device=self.device)[None], None, None, logits=False
+                )
+            self._prefix_ids = tuple(ids)
+        return self._prefix_kv
+
+    def _left_pad(self, segs: Sequence[Sequence[int]], starts: Sequence[int]):
+        """Left-padded ids, their mask, and positions continuing from each row's start."""
+        torch = self.torch
+        width = max(len(s) for s in segs)
+        ids = torch.full((len(segs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(segs), width), dtype=torch.long)
+        pos = torch.zeros((len(segs), width), dtype=torch.long)
+        for r, (s, start) in enumerate(zip(segs, starts)):
+            if s:
+                ids[r, width - len(s):] = torch.tensor(s)
+                mask[r, width - len(s):] = 1
+                pos[r, width - len(s):] = torch.arange(start, start + len(s))
+            pos[r, : width - len(s)] = start
+        return ids.to(self.device), mask.to(self.device), pos.to(self.device)
+
+    def last_logprobs(self, groups: Sequence[Sequence[Sequence[int]]], shared: Sequence[int] | None = None):
+        """Log-softmax of the next-token logits after each sequence, grouped like the input.
+
+        Sequences of a group share the tokens up to their common prefix (computed once); all
+        sequences share `shared` (or their common prefix when `shared` is None).
+        """
+        torch = self.torch
+        flat = [s for g in groups for s in g]
+        if not flat:
+            return []
+        if any(len(s) == 0 for s in flat):
+            raise ValueError("cannot score an empty prompt")
+        refs = flat + ([list(shared)] if shared is not None else [])
+        lp = min(common_prefix_len(refs), min(len(s) for s in flat) - 1)
+        if lp == 0 and len(flat) > 1:
+            # No common first token: padding a row with nothing to attend to would give NaNs.
+            return [[self.last_logprobs([[s]])[0][0] for s in g] for g in groups]
+        prefix_ids = flat[0][:lp]
+        prefix_kv = self._prefix(prefix_ids)
+        out: list[list] = [[None] * len(g) for g in groups]
+        post_len = [min(common_prefix_len(g), min(len(s) for s in g) - 1) - lp for g in groups]
+        order = sorted(range(len(groups)), key=lambda i: (post_len[i], max(len(s) for s in groups[i])))
+        with torch.inference_mode():
+            for b in range(0, len(order), self.batch_size):
+                batch = order[b: b + self.batch_size]
+                # stage 2: each comparison's shared post, on the prefix cache
+                posts = [groups[i][0][lp: lp + post_len[i]] for i in batch]
+                pre_mask = torch.ones((len(batch), lp), dtype=torch.long, device=self.device)
+                rows = torch.arange(len(batch), device=self.device)
+                if max(len(p) for p in posts) > 0:
+                    ids, mask, pos = self._left_pad(posts, [lp] * len(batch))
+                    mask1 = torch.cat([pre_mask, mask], dim=1)
+                    _, kv1 = self._forward(ids, mask1, pos, prefix_kv, rows if prefix_kv else None, logits=False)
+                else:
+                    mask1, kv1 = pre_mask, prefix_kv
+                # stage 3: what differs between the orders, all orders of the batch together
+                row_group, suffixes, starts, slots = [], [], [], []
+                for r, i in enumerate(batch):
+                    for j, s in enumerate(groups[i]):
+                        row_group.append(r)
+                        suffixes.append(s[lp + post_len[i]:])
+                        starts.append(lp + post_len[i])
+                        slots.append((i, j))
+                index = torch.tensor(row_group, device=self.device)
+                ids, mask, pos = self._left_pad(suffixes, starts)
+                mask2 = torch.cat([mask1.index_select(0, index), mask], dim=1)
+                res, _ = self._forward(ids, mask2, pos, kv1, index if kv1 is not None else None, logits=True)
+                logp = torch.log_softmax(res.logits[:, -1, :].float(), dim=-1)
+                for r, (i, j) in enumerate(slots):
+                    out[i][j] = logp[r]
+        return out
+
+    # --- the public API -----------------------------------------------------------------------
+
+    def _answer_ids(self, answers: Sequence[str], context: str) -> list[int]:
+        key = (tuple(answers), context)
+        if key not in self._answer_cache:
+            self._answer_cache[key] = answer_token_ids(self.tokenizer, answers, context)
+        return self._answer_cache[key]
+
+    def score(self, groups: Sequence[Sequence[Prompt]], answers: Sequence[str] = ("1", "2"),
+              context: str = "Preferred Summary=", shared_prefix: str | None = None) -> list[list[Scored]]:
+        """Soft labels: softmax over the answers' log-probabilities after each prompt."""
+        torch = self.torch
+        ids = self._answer_ids(answers, context)
+        seqs = [[self.encode(p) for p in g] for g in groups]
+        shared = self.encode(Prompt(shared_prefix)) if shared_prefix is not None else None
+        logps = self.last_logprobs(seqs, shared)
+        out = []
+        for g_seqs, g_logps in zip(seqs, logps):
+            row = []
+            for s, lp in zip(g_seqs, g_logps):
+                probs = torch.softmax(lp[ids], dim=-1).tolist()
+                row.append(Scored(probs=probs, prompt_tokens=len(s)))
+            out.append(row)
+        return out
+
+    def rate(self, prompts: Sequence[Prompt], context: str = "Score=") -> list[Scored]:
+        """Direct RLAIF: normalized P(1..10) after each rating prompt (a split "10" read in two steps)."""
+        torch = self.torch
+        key = ("rating", context)
+        if key not in self._answer_cache:
+            self._answer_cache[key] = rating_token_ids(self.tokenizer, context)
+        spell = self._answer_cache[key]
+        seqs = [self.encode(p) for p in prompts]
+        two_step = {s: t for s, t in spell.items() if len(t) > 1}
+        groups = [[s] + [s + t[:-1] for t in two_step.values()] for s in seqs]
+        logps = self.last_logprobs(groups)
+        out = []
+        for s, g in zip(seqs, logps):
+            p = torch.exp(g[0])
+            mass = {score: float(p[t[0]]) for score, t in spell.items() if len(t) == 1}
+            for k, (score, t) in enumerate(two_step.items()):
+                cont = float(torch.exp(g[k + 1][t[-1]]))
+                joint = float(p[t[0]]) * cont
+                mass[score] = joint
+                # The first token alone (e.g. "1") means that score only when not continued.
+                for other, ot in spell.items():
+                    if len(ot) == 1 and ot[0] == t[0]:
+                        mass[other] -= joint
+            total = sum(mass.values())
+            probs = [mass[i] / total for i in range(1, 11)]
+            out.append(Scored(probs=probs, prompt_tokens=len(s)))
+        return out
+
+    def generate(self, prompts: Sequence[Prompt], *, n: int = 1, temperature: float = 0.0, top_k: int = 40,
+                 max_new_tokens: int = 512, seed: int | None = None) -> list[list[Generated]]:
+        """Rationales: greedy when temperature is 0, else n samples at temperature with top-k."""
+        torch = self.torch
+        if seed is not None:
+            torch.manual_seed(seed)
+        out: list[list[Generated]] = []
+        seqs = [self.encode(p) for p in prompts]
+        sample = temperature > 0
+        with torch.inference_mode():
+            for b in range(0, len(seqs), self.batch_size):
+                chunk = seqs[b: b + self.batch_size]
+                ids, mask, _ = self._left_pad(chunk, [0] * len(chunk))
+                kwargs = dict(do_sample=True, temperature=temperature, top_k=top_k) if sample else dict(do_sample=False)
+                gen = self.model.generate(
+                    input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                    num_return_sequences=n if sample else 1, pad_token_id=self.pad_id, **kwargs,
+                )
+                new = gen[:, ids.shape[1]:]
+                per = n if sample else 1
+                for r, s in enumerate(chunk):
+                    row = []
+                    for k in range(per):
+                        t = new[r * per + k]
+                        keep = t[t != self.pad_id]
+                        eos = self.tokenizer.eos_token_id
+                        if eos is not None and (keep == eos).any():
+                            keep = keep[: int((keep == eos).nonzero()[0])]
+                        self.usage.generated += len(keep)
+                        row.append(Generated(text=self.tokenizer.decode(keep, skip_special_tokens=True),
+                                             completion_tokens=len(keep), prompt_tokens=len(s)))
+                    if not sample and n > 1:
+                        row = row * n
+                    out.append(row)
+        return out
