@@ -57,7 +57,7 @@ LEASED, SUBMITTED, SKIPPED, EXPIRED = (
 CERTAINTY_LABELS = {1: "slightly", 2: "somewhat", 3: "clearly", 4: "definitely"}
 #: An item is flagged for review when its most common answer has less than this share of labels.
 LOW_AGREEMENT_SHARE = 2 / 3
-_PICK_TRIES = 8
+_LOCK_WAIT_S = 3.0
 _SWEEP_EVERY_S = 30.0
 _last_sweep: dict[int, float] = {}
 
@@ -278,33 +278,33 @@ def next_assignment(*, campaign: Campaign, user, now: datetime | None = None) ->
         overlap = campaign.overlap
         mine = Assignment.objects.filter(item=OuterRef("pk"), annotator_id=user.pk)
         skipped: list[int] = []
-        for _ in range(_PICK_TRIES):
-            item_id = (
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        while True:
+            candidates = (
                 CampaignItem.objects.filter(campaign_id=campaign.pk, n_done__lt=overlap)
                 .exclude(pk__in=skipped)
                 .alias(live=_live_leases(now))
                 .filter(live__lt=overlap - F("n_done"))
                 .filter(~Exists(mine))
-                .order_by("n_done")
+            )
+            item_id = (
+                candidates.order_by("n_done")
                 .select_for_update(skip_locked=True, of=("self",))
                 .values_list("pk", flat=True)
                 .first()
             )
             if item_id is None:
-                return None
+                # Everything left may only be locked by annotators whose picks are in flight; a
+                # fresh look (no locks) tells "nothing left" from "wait a moment".
+                if not candidates.exists() or time.monotonic() > deadline:
+                    return None
+                time.sleep(random.uniform(0.002, 0.01))
+                continue
             # The row lock is ours now; re-check the room in a fresh snapshot (see module doc).
-            room = (
-                CampaignItem.objects.filter(pk=item_id, n_done__lt=overlap)
-                .alias(live=_live_leases(now))
-                .filter(live__lt=overlap - F("n_done"))
-                .filter(~Exists(mine))
-                .exists()
-            )
+            room = candidates.filter(pk=item_id).exists()
             if room:
                 break
             skipped.append(item_id)
-        else:
-            return None
         return Assignment.objects.create(
             item_id=item_id, annotator_id=user.pk, status=LEASED, a_shown_first=random.random() < 0.5,
             leased_at=now, expires_at=now + timedelta(seconds=campaign.lease_seconds),
