@@ -264,19 +264,21 @@ class PairCounts:
         return float(self.table.sum())
 
 
-def _bt_newton(pc_i, pc_j, wins_i, games, n_players: int, theta0=None, tol: float = 1e-9, max_iter: int = 100):
-    """Batched Newton-Raphson MLE of Bradley-Terry log-strengths, centred to mean 0.
+def _bt_newton(pc_i, pc_j, wins_i, games, n_players: int, theta0=None, tol: float = 1e-9, max_iter: int = 100,
+               ridge: float = 1e-6):
+    """Batched Newton-Raphson fit of Bradley-Terry log-strengths.
 
     ``wins_i`` and ``games`` are (R, K): wins of i (ties as half) and games per pair, for R
     independent data sets (bootstrap rounds) at once.  The Hessian is a weighted graph
-    Laplacian; adding the all-ones matrix makes it invertible and keeps steps centred.
+    Laplacian (singular along shifts); the tiny ``ridge`` (a N(0, 1/ridge) prior) makes it
+    invertible, pins the mean to 0, and keeps players of disconnected groups or without games
+    at finite values.  Its pull on the estimates is of order ridge / games, i.e. nil.
     """
     wins_i = np.atleast_2d(wins_i)
     games = np.atleast_2d(games)
     R, K = wins_i.shape
     P = n_players
     theta = np.zeros((R, P)) if theta0 is None else np.array(np.broadcast_to(theta0, (R, P)), dtype=float)
-    ones = np.ones((P, P))
     flat_ij = pc_i * P + pc_j
     flat_ji = pc_j * P + pc_i
     diag = np.arange(P) * (P + 1)
@@ -286,20 +288,28 @@ def _bt_newton(pc_i, pc_j, wins_i, games, n_players: int, theta0=None, tol: floa
     touches = np.abs(incidence)
     for _ in range(max_iter):
         d = theta[:, pc_i] - theta[:, pc_j]
-        p = 1.0 / (1.0 + np.exp(-d))
-        grad = (wins_i - games * p) @ incidence
+        p = 0.5 * (1.0 + np.tanh(0.5 * d))
+        grad = (wins_i - games * p) @ incidence - ridge * theta
         v = games * p * (1 - p)
         H = np.zeros((R, P * P))
         H[:, flat_ij] = -v
         H[:, flat_ji] = -v
-        H[:, diag] = v @ touches
-        H = H.reshape(R, P, P) + ones
-        step = np.linalg.solve(H, grad[..., None])[..., 0]
+        H[:, diag] = v @ touches + ridge
+        step = np.linalg.solve(H.reshape(R, P, P), grad[..., None])[..., 0]
         theta += step
-        theta -= theta.mean(axis=1, keepdims=True)
         if np.max(np.abs(step)) < tol:
             break
     return theta
+
+
+def connected_groups(counts: "PairCounts") -> np.ndarray:
+    """Group number of each player in the comparison graph; ratings compare only within a group."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    P = counts.n_players
+    g = coo_matrix((np.ones(len(counts.i)), (counts.i, counts.j)), shape=(P, P))
+    return connected_components(g, directed=False)[1]
 
 
 def bradley_terry(counts: PairCounts, prior: float = 1.0) -> np.ndarray:
@@ -353,20 +363,29 @@ def bt_win_probability(theta_a: float, theta_b: float) -> float:
 # --- length-controlled win rate -----------------------------------------------------------------
 
 
-def _logistic_irls(X: np.ndarray, y: np.ndarray, w: np.ndarray, tol: float = 1e-10, max_iter: int = 100):
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=float)))  # overflow-free logistic
+
+
+def _logistic_irls(X: np.ndarray, y: np.ndarray, w: np.ndarray, tol: float = 1e-10, max_iter: int = 60):
+    """Newton/IRLS fit of a logistic regression with soft labels; None when it does not converge
+    (complete separation: the maximum-likelihood estimate does not exist)."""
     beta = np.zeros(X.shape[1])
     for _ in range(max_iter):
-        eta = X @ beta
-        p = 1.0 / (1.0 + np.exp(-eta))
+        p = _sigmoid(X @ beta)
         v = w * p * (1 - p)
         hess = X.T @ (X * v[:, None]) + 1e-12 * np.eye(X.shape[1])
-        step = np.linalg.solve(hess, X.T @ (w * (y - p)))
+        try:
+            step = np.linalg.solve(hess, X.T @ (w * (y - p)))
+        except np.linalg.LinAlgError:
+            return None
         beta += step
+        if not np.all(np.isfinite(beta)) or np.max(np.abs(beta)) > 50:
+            return None
         if np.max(np.abs(step)) < tol:
-            break
-    p = 1.0 / (1.0 + np.exp(-(X @ beta)))
-    info = X.T @ (X * (w * p * (1 - p))[:, None])
-    return beta, info
+            p = _sigmoid(X @ beta)
+            return beta, X.T @ (X * (w * p * (1 - p))[:, None])
+    return None
 
 
 def length_controlled_win_rate(score_a, len_a, len_b, z: float = Z95) -> dict:
@@ -375,7 +394,8 @@ def length_controlled_win_rate(score_a, len_a, len_b, z: float = Z95) -> dict:
 
     ``score_a`` is 1 (A preferred), 0 (B) or 0.5 (tie, fitted as a soft label).  The interval is
     the Wald interval on the logit scale from the fit's Fisher information.  Returns nan when
-    fewer than two distinct ratios exist (the slope is not identified).
+    the fit is not identified: fewer than two distinct ratios, or complete separation (e.g. the
+    "longer summary" judge, whose verdict is a step function of the ratio).
     """
     y = np.asarray(score_a, dtype=float)
     ratio = np.asarray(len_a, dtype=float) / np.asarray(len_b, dtype=float)
@@ -383,15 +403,18 @@ def length_controlled_win_rate(score_a, len_a, len_b, z: float = Z95) -> dict:
     if len(y) < 2 or np.unique(ratio).size < 2:
         return out
     X = np.stack([np.ones_like(ratio), ratio], axis=1)
-    beta, info = _logistic_irls(X, y, np.ones_like(y))
+    fit = _logistic_irls(X, y, np.ones_like(y))
+    if fit is None:
+        return out
+    beta, info = fit
     x1 = np.array([1.0, 1.0])
     eta = float(x1 @ beta)
     try:
-        se = math.sqrt(float(x1 @ np.linalg.solve(info, x1)))
+        se = math.sqrt(max(float(x1 @ np.linalg.solve(info, x1)), 0.0))
     except np.linalg.LinAlgError:
         se = math.nan
-    sig = lambda e: 1.0 / (1.0 + math.exp(-e))  # noqa: E731
-    out.update(rate=sig(eta), lo=sig(eta - z * se), hi=sig(eta + z * se), slope=float(beta[1]))
+    out.update(rate=float(_sigmoid(eta)), lo=float(_sigmoid(eta - z * se)), hi=float(_sigmoid(eta + z * se)),
+               slope=float(beta[1]))
     return out
 
 

@@ -141,6 +141,7 @@ def _pair_stats(n_players: int, pol_index, pa, pb, score, lens_a, lens_b, rounds
     np.add.at(games, pc.j, pc.wins_i + pc.wins_j + pc.ties)
     return {"pairs": pairs, "bt": None if bt is None else {
         "theta": bt["theta"].tolist(), "lo": bt["lo"].tolist(), "hi": bt["hi"].tolist(), "games": games.tolist(),
+        "group": metrics.connected_groups(pc).tolist(),
     }}
 
 
@@ -551,11 +552,11 @@ def leaderboard_page(f: Filters, auto_refresh: bool = True) -> dict:
         if bt:
             ratings[jk] = {
                 pid: (metrics.elo_scale(bt["theta"][i]).item(), metrics.elo_scale(bt["lo"][i]).item(),
-                      metrics.elo_scale(bt["hi"][i]).item(), bt["games"][i])
+                      metrics.elo_scale(bt["hi"][i]).item(), bt["games"][i], bt["group"][i])
                 for i, pid in enumerate(res["policies"]) if bt["games"][i] > 0
             }
     cols = [Column("rank", "Rank", "int"), Column("policy", "Policy"), Column("kind", "Kind"),
-            Column("n_human", "Human labels", "int"), Column("rating", "Rating (humans)", "num"),
+            Column("group", "Group", "int"), Column("n_human", "Human labels", "int"), Column("rating", "Rating (humans)", "num"),
             Column("rating_ci", "Bootstrap 95%", "ci_num")]
     for jk in judge_keys[1:]:
         cols.append(Column("r_" + jk.replace(":", "_"), f"Rating: {choices.get(jk, jk)}", "num"))
@@ -566,6 +567,7 @@ def leaderboard_page(f: Filters, auto_refresh: bool = True) -> dict:
         h = human.get(pid)
         row = {"rank": rank if h else None, "policy": pols[pid].name, "kind": pols[pid].get_kind_display(),
                "n_human": n_by_pol.get(pid, 0), "rating": h[0] if h else None,
+               "group": (h[4] + 1) if h else None,
                "rating_ci": [h[1], h[2]] if h else None}
         for jk in judge_keys[1:]:
             r = ratings.get(jk, {}).get(pid)
@@ -575,7 +577,8 @@ def leaderboard_page(f: Filters, auto_refresh: bool = True) -> dict:
                   note=f"Bradley-Terry maximum likelihood (ties half), Elo scale (400 = 10:1 odds, mean 1000); "
                        f"percentile intervals from {res['rounds'] if res else DEFAULT_ROUNDS} bootstrap rounds that "
                        "resample the pair-outcome counts. Ratings by each AI judge and by the two trivial judges "
-                       "shown beside.")
+                       "shown beside. Policies in different groups were never compared (directly or through "
+                       "others): their ratings are not comparable across groups.")
     chart = [{"policy": r["policy"], "rating": r["rating"], "lo": r["rating_ci"][0], "hi": r["rating_ci"][1]}
              for r in rows if r["rating"] is not None]
     return {"tables": [table], "chart": chart, "state": state}

@@ -318,3 +318,9 @@ def test_trivial_judges_hand_computed():
     assert out["longer"].tolist() == [0.0, 0.5]
     # a shares {cat, on, mat} = 3; b shares {a} = 1 -> A; second: none shared -> tie
     assert out["overlap"].tolist() == [1.0, 0.5]
+
+
+def test_length_controlled_separation_gives_nan_not_overflow():
+    # the "longer" judge: A preferred exactly when A is longer -> no maximum-likelihood estimate
+    la, lb = [50, 80, 120, 200], [100, 100, 100, 100]
+    assert math.isnan(m.length_controlled_win_rate([0, 0, 1, 1], la, lb)["rate"])
