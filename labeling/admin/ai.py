@@ -1,1 +1,100 @@
-"""Admin: ai models."""
+"""Admin: labeler configs, AI labeling jobs (with a launch page), AI labels.
+
+Launching: "AI labeling jobs → Launch a job" (or the "Launch a job with this config" action on
+labeler configs) picks a config and a set of comparisons (dataset, limit, explicit ids) and
+queues the job on Celery queue "gpu". Staff only, as the whole admin.
+"""
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from ..models import AILabel, AILabelingJob, JobStatus, LabelerConfig
+from ..services import ai_labeling as svc
+
+
+@admin.register(LabelerConfig)
+class LabelerConfigAdmin(admin.ModelAdmin):
+    list_display = ("name", "backend", "model", "preamble", "shots", "chain_of_thought", "self_consistency_n",
+                    "both_orders", "is_noise")
+    list_filter = ("backend", "preamble", "chain_of_thought", "is_noise")
+    search_fields = ("name", "model")
+    actions = ["launch_job"]
+
+    @admin.action(description="Launch an AI labeling job with this config")
+    def launch_job(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Pick exactly one config.", messages.WARNING)
+            return None
+        return redirect(reverse("admin:labeling_ailabelingjob_launch") + f"?config={queryset.get().pk}")
+
+
+@admin.register(AILabelingJob)
+class AILabelingJobAdmin(admin.ModelAdmin):
+    list_display = ("id", "config", "status", "done", "failed", "total", "tokens_processed", "created_by",
+                    "created_at", "job_page")
+    list_filter = ("status", "config")
+    readonly_fields = ("config", "status", "total", "done", "failed", "tokens_processed", "errors", "created_by",
+                       "created_at", "started_at", "finished_at", "job_page")
+    exclude = ("comparisons",)
+    actions = ["resume_jobs", "cancel_jobs"]
+
+    @admin.display(description="Job page")
+    def job_page(self, obj):
+        return format_html('<a href="{}">progress</a>', reverse("labeling:ai_job_detail", args=[obj.pk]))
+
+    def get_urls(self):
+        return [path("launch/", self.admin_site.admin_view(self.launch_view), name="labeling_ailabelingjob_launch")] + super().get_urls()
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return redirect("admin:labeling_ailabelingjob_launch")
+
+    def launch_view(self, request):
+        from ..views_ai import LaunchForm
+
+        if not self.has_add_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        form = LaunchForm(request.POST or None, initial={"config": request.GET.get("config"), "only_unlabeled": True})
+        if request.method == "POST" and form.is_valid():
+            ids = form.comparisons()
+            if not ids:
+                form.add_error(None, "No comparison matches: nothing to label.")
+            else:
+                job = svc.ai_labeling_job_create(config=form.cleaned_data["config"], comparisons=ids,
+                                                 created_by=request.user)
+                self.message_user(request, f"Job {job.pk} queued: {job.total} comparisons.")
+                return redirect("labeling:ai_job_detail", pk=job.pk)
+        context = {**self.admin_site.each_context(request), "title": "Launch an AI labeling job", "form": form,
+                   "opts": self.model._meta}
+        return TemplateResponse(request, "labeling/ai/admin_launch.html", context)
+
+    @admin.action(description="Resume (queue again) the selected failed jobs")
+    def resume_jobs(self, request, queryset):
+        n = 0
+        for job in queryset.filter(status__in=[JobStatus.FAILED, JobStatus.QUEUED, JobStatus.RUNNING]):
+            svc.ai_labeling_job_resume(job=job)
+            n += 1
+        self.message_user(request, f"{n} job(s) queued again.")
+
+    @admin.action(description="Cancel the selected jobs")
+    def cancel_jobs(self, request, queryset):
+        for job in queryset:
+            svc.ai_labeling_job_cancel(job=job)
+        self.message_user(request, "Cancelled.")
+
+
+@admin.register(AILabel)
+class AILabelAdmin(admin.ModelAdmin):
+    list_display = ("id", "comparison", "config", "p_a", "p_a_ab", "p_a_ba", "consistent", "truncated", "short_error")
+    list_filter = ("config", "consistent", "truncated")
+    raw_id_fields = ("comparison", "job")
+    readonly_fields = ("created_at",)
+
+    @admin.display(description="Error")
+    def short_error(self, obj):
+        return obj.error[:80]

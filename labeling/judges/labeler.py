@@ -125,6 +125,9 @@ def label_pairs(backend: Backend, spec: LabelerSpec, pairs: Sequence[PairInput],
             rationales = []
             for order_gens, prompt in zip(per_order, g):
                 results[k].completion_tokens += sum(x.completion_tokens for x in order_gens)
+                gen_errors = [x.error for x in order_gens if x.error]
+                if gen_errors:
+                    results[k].error = f"rationale generation failed: {gen_errors[0]}"
                 rationales.append([x.text.strip() for x in order_gens])
             results[k].rationales = [
                 {"order": "ab" if o == 0 else "ba", "samples": r} for o, r in enumerate(rationales)

@@ -1,0 +1,151 @@
+"""OpenAI-compatible HTTP backend (vLLM, Ollama, OpenAI): the legacy completions endpoint with
+`logprobs`, read from `top_logprobs` of the first generated position.
+
+Bounded concurrency (a thread pool), a timeout per request, retries with exponential backoff on
+connection errors, 429 and 5xx; the API key comes from an environment variable. If the top
+logprobs lack "1" or "2" the prompt fails with an explicit error: we never guess 0.5.
+Prefix reuse is the server's business (vLLM's automatic prefix caching does it).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+from .base import Generated, JudgeError, Prompt, Scored, Usage
+
+
+def _norm(token: str) -> str:
+    return token.replace("▁", " ").replace("Ġ", " ").strip()
+
+
+class OpenAIHTTPBackend:
+    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
+                 max_retries: int = 4, backoff: float = 1.0, concurrency: int = 8, top_logprobs: int = 5,
+                 extra_body: dict | None = None, send_top_k: bool = True):
+        if not base_url:
+            raise ValueError("the OpenAI-compatible backend needs a base_url (e.g. http://localhost:8000/v1)")
+        self.url = base_url.rstrip("/") + "/completions"
+        self.model = model
+        self.api_key = os.environ.get(api_key_env, "") if api_key_env else ""
+        self.timeout, self.max_retries, self.backoff = timeout, max_retries, backoff
+        self.concurrency = max(1, concurrency)
+        self.top_logprobs = top_logprobs
+        self.extra_body = dict(extra_body or {})
+        self.send_top_k = send_top_k  # OpenAI itself rejects top_k; vLLM and Ollama accept it
+        self.usage = Usage()
+
+    # --- transport ----------------------------------------------------------------------------
+
+    def _post(self, body: dict) -> dict:
+        data = json.dumps({"model": self.model, **self.extra_body, **body}).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    return json.loads(resp.read().decode("utf-8"))
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode("utf-8", "replace")[:300]
+                last = f"HTTP {exc.code} from {self.url}: {detail}"
+                if exc.code != 429 and exc.code < 500:
+                    raise JudgeError(last) from exc
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+                last = f"cannot reach {self.url}: {exc}"
+            except json.JSONDecodeError as exc:
+                raise JudgeError(f"invalid JSON from {self.url}: {exc}") from exc
+        raise JudgeError(f"{last} (after {self.max_retries + 1} attempts)")
+
+    def _map(self, fn, items):
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(fn, items))
+
+    # --- the backend API ------------------------------------------------------------------------
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        # No tokenizer here: ~4 characters a token, so max_prompt_tokens is approximate.
+        return math.ceil(len(prompt.text) / 4)
+
+    def _score_one(self, prompt: Prompt, answers: Sequence[str]) -> Scored:
+        try:
+            resp = self._post({"prompt": prompt.text, "max_tokens": 1, "temperature": 0, "logprobs": self.top_logprobs})
+            choice = resp["choices"][0]
+            top = (choice.get("logprobs") or {}).get("top_logprobs") or []
+            if not top or not isinstance(top[0], dict):
+                return Scored(None, error="the server returned no top_logprobs (does it support logprobs?)")
+            found: dict[str, float] = {}
+            for token, logprob in top[0].items():
+                key = _norm(token)
+                if key in answers and (key not in found or logprob > found[key]):
+                    found[key] = float(logprob)
+            missing = [a for a in answers if a not in found]
+            n_prompt = int((resp.get("usage") or {}).get("prompt_tokens") or 0)
+            self.usage.computed += n_prompt
+            if missing:
+                return Scored(None, prompt_tokens=n_prompt, error=(
+                    f"answer token(s) {missing} not among the top {len(top[0])} logprobs "
+                    f"{sorted(top[0], key=top[0].get, reverse=True)}"))
+            m = max(found[a] for a in answers)
+            exps = [math.exp(found[a] - m) for a in answers]
+            return Scored([e / sum(exps) for e in exps], prompt_tokens=n_prompt)
+        except JudgeError as exc:
+            return Scored(None, error=str(exc))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            return Scored(None, error=f"unexpected completions response: {exc!r}")
+
+    def score(self, groups: Sequence[Sequence[Prompt]], answers: Sequence[str] = ("1", "2"),
+              context: str = "Preferred Summary=", shared_prefix: str | None = None) -> list[list[Scored]]:
+        flat = [p for g in groups for p in g]
+        scored = iter(self._map(lambda p: self._score_one(p, tuple(answers)), flat))
+        return [[next(scored) for _ in g] for g in groups]
+
+    def rate(self, prompts: Sequence[Prompt], context: str = "Score=") -> list[Scored]:
+        """1..10 scores; top_logprobs hold single tokens, so a split "10" is not seen (counts as 0)."""
+        answers = tuple(str(i) for i in range(1, 11))
+
+        def one(p: Prompt) -> Scored:
+            try:
+                resp = self._post({"prompt": p.text, "max_tokens": 1, "temperature": 0, "logprobs": self.top_logprobs})
+                top = resp["choices"][0]["logprobs"]["top_logprobs"][0]
+            except (JudgeError, KeyError, IndexError, TypeError) as exc:
+                return Scored(None, error=str(exc))
+            mass = {a: 0.0 for a in answers}
+            for token, logprob in top.items():
+                if _norm(token) in mass:
+                    mass[_norm(token)] += math.exp(logprob)
+            total = sum(mass.values())
+            if total == 0:
+                return Scored(None, error="no score token 1..10 among the top logprobs")
+            return Scored([mass[a] / total for a in answers])
+
+        return self._map(one, prompts)
+
+    def generate(self, prompts: Sequence[Prompt], *, n: int = 1, temperature: float = 0.0, top_k: int = 40,
+                 max_new_tokens: int = 512, seed: int | None = None) -> list[list[Generated]]:
+        def one(p: Prompt) -> list[Generated]:
+            body = {"prompt": p.text, "max_tokens": max_new_tokens, "temperature": temperature, "n": n}
+            if temperature > 0 and self.send_top_k:
+                body["top_k"] = top_k
+            if seed is not None:
+                body["seed"] = seed
+            try:
+                resp = self._post(body)
+            except JudgeError as exc:
+                return [Generated("", error=str(exc)) for _ in range(n)]
+            usage = resp.get("usage") or {}
+            done = [Generated(c.get("text", ""), completion_tokens=int(usage.get("completion_tokens") or 0) // max(1, n),
+                              prompt_tokens=int(usage.get("prompt_tokens") or 0)) for c in resp.get("choices", [])]
+            self.usage.generated += sum(g.completion_tokens for g in done)
+            return (done + [Generated("", error="fewer choices than asked")] * n)[:n]
+
+        return self._map(one, prompts)

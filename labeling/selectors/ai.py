@@ -1,0 +1,66 @@
+"""Reads for AI labeling: job lists, a job's progress and throughput, its labels."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from ..models import AILabel, AILabelingJob, Comparison, JobStatus, LabelerConfig
+
+
+@dataclass
+class JobProgress:
+    job: AILabelingJob
+    processed: int
+    percent: float
+    elapsed_s: float
+    labels_per_s: float | None
+    tokens_per_s: float | None
+    eta_s: float | None
+    running: bool
+
+
+def ai_job_list() -> QuerySet[AILabelingJob]:
+    return AILabelingJob.objects.select_related("config", "created_by").order_by("-created_at")
+
+
+def ai_job_get(*, job_id: int) -> AILabelingJob:
+    return AILabelingJob.objects.select_related("config", "created_by").get(pk=job_id)
+
+
+def ai_job_progress(*, job: AILabelingJob) -> JobProgress:
+    processed = job.done + job.failed
+    percent = 100.0 * processed / job.total if job.total else 100.0
+    end = job.finished_at or timezone.now()
+    elapsed = (end - job.started_at).total_seconds() if job.started_at else 0.0
+    made_here = job.labels.count() if job.started_at else 0
+    rate = made_here / elapsed if elapsed > 0 and made_here else None
+    remaining = max(job.total - processed, 0)
+    return JobProgress(
+        job=job, processed=processed, percent=round(percent, 1), elapsed_s=elapsed,
+        labels_per_s=rate, tokens_per_s=(job.tokens_processed / elapsed if elapsed > 0 and job.tokens_processed else None),
+        eta_s=(remaining / rate if rate and job.status == JobStatus.RUNNING else None),
+        running=job.status in (JobStatus.QUEUED, JobStatus.RUNNING),
+    )
+
+
+def ai_job_labels(*, job: AILabelingJob, limit: int = 50) -> QuerySet[AILabel]:
+    return (AILabel.objects.filter(config_id=job.config_id, comparison__in=job.comparisons.all())
+            .select_related("comparison").order_by("-created_at")[:limit])
+
+
+def labeler_config_list() -> QuerySet[LabelerConfig]:
+    return LabelerConfig.objects.order_by("name")
+
+
+def comparisons_to_label(*, config: LabelerConfig, dataset=None, limit: int | None = None,
+                         only_unlabeled: bool = True) -> QuerySet[Comparison]:
+    """Comparisons (of a dataset, or all) in id order, without a label of `config` unless asked."""
+    qs = Comparison.objects.all()
+    if dataset is not None:
+        qs = qs.filter(post__dataset=dataset)
+    if only_unlabeled:
+        qs = qs.exclude(ai_labels__config=config)
+    qs = qs.order_by("pk")
+    return qs[:limit] if limit else qs
