@@ -367,3 +367,21 @@ def test_commands_show_progress_and_fail_with_the_message(tmp_path, capsys):
         call_command("import_comparisons", str(FIXTURES / "bad_choice_normalized.jsonl"), "--format", "normalized")
     with pytest.raises(CommandError, match="No such file"):
         call_command("import_posts", str(tmp_path / "missing.jsonl"))
+
+
+def test_parsers_stream_line_by_line(tmp_path):
+    """The first records come out before a later line is even read (no whole-file load)."""
+    records = read(TLDR, 2)
+    path = write(tmp_path / "x.jsonl", records + ['{"broken'])
+    parsed = importers.iter_comparisons(path)
+    assert next(parsed).key == records[0]["id"] and next(parsed).key == records[1]["id"]
+    with pytest.raises(ImportFileError, match="line 3"):
+        next(parsed)
+
+
+def test_long_record_ids_make_distinct_import_keys(tmp_path):
+    rows = [{**GOOD_TRL, "chosen": f"c{i}", "id": "x" * 199 + str(i)} for i in range(2)]
+    result = comparison_import(path=write(tmp_path / "x.jsonl", rows), dataset="d" * 150)
+    assert result.labels_created == 2
+    assert len(set(HumanLabel.objects.values_list("import_key", flat=True))) == 2
+    assert comparison_import(path=tmp_path / "x.jsonl", dataset="d" * 150).labels_created == 0

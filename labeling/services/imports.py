@@ -284,10 +284,16 @@ def _format_of(path: Path) -> str:
     return ""
 
 
+def _label_key(dataset: str, key: str) -> str:
+    """``<dataset>:<record key>``; hashed when too long for the column (never truncated: no collisions)."""
+    full = f"{dataset}:{key}"
+    return full if len(full) <= 300 else f"{dataset[:200]}:sha256-{importers.text_digest(full)}"
+
+
 def _write_labels(writer: _Writer, chunk: list[ComparisonRecord], comparison_ids: list[int],
                   firsts: list[int], seconds: list[int]) -> None:
     result = writer.result
-    keys = [f"{writer.dataset.name}:{r.key}"[:300] for r in chunk]
+    keys = [_label_key(writer.dataset.name, r.key) for r in chunk]
     existing = set(HumanLabel.objects.filter(import_key__in=keys).values_list("import_key", flat=True))
     new: dict[str, HumanLabel] = {}
     for key, rec, cid, first_id, second_id in zip(keys, chunk, comparison_ids, firsts, seconds):
