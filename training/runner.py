@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from . import params as run_params
 from . import selectors, services
@@ -105,7 +105,6 @@ def run_output_dir(run: TrainingRun) -> Path:
 
 def execute_run(run_id: int, *, on_step: StepCallback | None = None) -> str:
     """Run a queued run to its end here; returns its final status ("skipped" if not claimable)."""
-    close_old_connections()
     run = services.run_claim(run_id=run_id)
     if run is None:
         return "skipped"

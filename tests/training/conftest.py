@@ -56,8 +56,9 @@ def train_data(db, refs, comparisons, tiny_models, artifact_root):
         post, _ = Post.objects.get_or_create(dataset=ds, external_id=c["post_id"], defaults={
             "subreddit": c["subreddit"], "title": c["title"], "text": c["post"]})
         a = Summary.objects.get_or_create(post=post, policy=other, text=c["summary_a"])[0]
-        b = Summary.objects.get_or_create(post=post, policy=ref_policy if a.policy_id == other.pk and
-                                          c["summary_b"] != c["summary_a"] else other, text=c["summary_b"])[0]
+        b = Summary.objects.get_or_create(post=post, policy=other, text=c["summary_b"])[0]
+        if a.pk == b.pk:
+            continue
         lo, hi = sorted([a, b], key=lambda s: s.pk)
         choice = c["choice"] if lo.pk == a.pk else 1 - c["choice"]
         comp = Comparison.objects.get_or_create(summary_a=lo, summary_b=hi, defaults={"post": post})[0]
