@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator, TextIO, TypeVar
 from django.db import transaction
 
 from .. import importers
-from ..importers import ComparisonRecord, ImportFileError, PostRecord, PostWithReferenceRecord
+from ..importers import ComparisonRecord, ImportFileError, PostRecord
 from ..models import (
     AILabel, Comparison, Dataset, HumanLabel, LabelerConfig, Policy, PolicyKind, Post, Summary, TaskKind,
 )
@@ -93,6 +93,8 @@ class _Writer:
     summaries: dict[tuple[int, int, str], int] = field(default_factory=dict)
     comparisons: dict[tuple[int, int], int] = field(default_factory=dict)
     loaded_posts: set[int] = field(default_factory=set)  # posts whose summaries/comparisons are cached
+    created_summaries: set[int] = field(default_factory=set)
+    created_comparisons: set[int] = field(default_factory=set)
     seen_present: dict[str, set] = field(default_factory=lambda: {"posts": set(), "summaries": set(),
                                                                   "comparisons": set()})
 
@@ -175,7 +177,7 @@ class _Writer:
         for key, (post_id, _, text, is_ref) in zip(keys, wanted):
             pk = self.summaries.get(key)
             if pk is not None:
-                if pk not in self._created_summaries:
+                if pk not in self.created_summaries:
                     self._present("summaries", pk)
                 if is_ref:
                     make_reference.add(pk)
@@ -191,7 +193,7 @@ class _Writer:
             Summary.objects.bulk_create(new.values(), batch_size=CHUNK)
             for key, summary in new.items():
                 self.summaries[key] = summary.pk
-                self._created_summaries.add(summary.pk)
+                self.created_summaries.add(summary.pk)
             self.result.summaries_created += len(new)
         return [self.summaries[k] for k in keys]
 
@@ -205,7 +207,7 @@ class _Writer:
             keys.append(key)
             pk = self.comparisons.get(key)
             if pk is not None:
-                if pk not in self._created_comparisons:
+                if pk not in self.created_comparisons:
                     self._present("comparisons", pk)
             elif key not in new:
                 new[key] = Comparison(post_id=post_id, summary_a_id=key[0], summary_b_id=key[1])
@@ -213,13 +215,9 @@ class _Writer:
             Comparison.objects.bulk_create(new.values(), batch_size=CHUNK)
             for key, comparison in new.items():
                 self.comparisons[key] = comparison.pk
-                self._created_comparisons.add(comparison.pk)
+                self.created_comparisons.add(comparison.pk)
             self.result.comparisons_created += len(new)
         return [self.comparisons[k] for k in keys]
-
-    def __post_init__(self) -> None:
-        self._created_summaries: set[int] = set()
-        self._created_comparisons: set[int] = set()
 
 
 def _dataset(name: str, task: str, path: Path) -> Dataset:
