@@ -37,8 +37,9 @@ def staff_client(client, staff_user):
 
 
 def test_staff_uploads_comparisons_and_sees_the_counts(staff_client):
-    changelist = staff_client.get(reverse("admin:labeling_comparison_changelist"))
-    assert reverse(IMPORT_URL).encode() in changelist.content  # reachable from the changelist
+    for model in ("comparison", "dataset"):  # reachable from these changelists
+        changelist = staff_client.get(reverse(f"admin:labeling_{model}_changelist"))
+        assert reverse(IMPORT_URL).encode() in changelist.content
     response = staff_client.post(reverse(IMPORT_URL), {
         "file": upload("tldr_comparisons_sample.jsonl", lines(DATA / "tldr_comparisons_sample.jsonl", 25)),
         "kind": "comparisons", "format": "",

@@ -385,3 +385,16 @@ def test_long_record_ids_make_distinct_import_keys(tmp_path):
     assert result.labels_created == 2
     assert len(set(HumanLabel.objects.values_list("import_key", flat=True))) == 2
     assert comparison_import(path=tmp_path / "x.jsonl", dataset="d" * 150).labels_created == 0
+
+
+def test_import_file_task_runs_the_service_and_removes_uploads(tmp_path):
+    from labeling.tasks.imports import import_file
+
+    refs = write(tmp_path / "refs.jsonl", read(REFS, 3))
+    assert import_file(str(refs), kind="posts", dataset="tldr")["comparisons_created"] == 3
+    bad = write(tmp_path / "bad.jsonl", [_with(GOOD_TRL, chosen=1)])
+    with pytest.raises(ImportFileError, match='bad.jsonl, line 1, field "chosen"'):
+        import_file(str(bad), delete_after=True)
+    assert not bad.exists() and refs.exists()
+    with pytest.raises(ValueError, match="unknown import kind"):
+        import_file(str(refs), kind="labels")
