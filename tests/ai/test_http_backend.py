@@ -1,0 +1,139 @@
+"""The OpenAI-compatible backend against a real HTTP server on loopback that speaks the
+completions protocol (a tiny http.server thread returning logprobs/top_logprobs)."""
+from __future__ import annotations
+
+import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from labeling.judges.labeler import LabelerSpec, PairInput, label_pairs
+from labeling.judges.openai_http import OpenAIHTTPBackend
+
+
+class FakeCompletions:
+    """Answers like vLLM: p("1") depends on which summary is shown first (the longer one wins)."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        self.fail_first = 0  # answer this many requests with HTTP 503 first
+        self.drop_token = None  # leave this token out of top_logprobs
+
+    def reply(self, body: dict) -> dict:
+        prompt = body["prompt"]
+        if body.get("max_tokens", 1) > 1:  # a rationale
+            texts = [f" Rationale number {i}." for i in range(body.get("n", 1))]
+            return {"choices": [{"index": i, "text": t} for i, t in enumerate(texts)],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 4 * len(texts)}}
+        s1 = prompt.rsplit("Summary 1 - ", 1)[1].split("\n\nSummary 2 - ")[0]
+        s2 = prompt.rsplit("Summary 2 - ", 1)[1].split("\n\n")[0]
+        p1 = 0.8 if len(s1) > len(s2) else 0.3
+        top = {"1": math.log(p1 * 0.9), " 2": math.log((1 - p1) * 0.9), "The": math.log(0.05)}
+        if self.drop_token:
+            top = {k: v for k, v in top.items() if k.strip() != self.drop_token}
+        return {"choices": [{"index": 0, "text": "1", "logprobs": {"tokens": ["1"], "token_logprobs": [top.get("1", -9.0)],
+                                                                   "top_logprobs": [top]}}],
+                "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": 1}}
+
+
+@pytest.fixture
+def server():
+    fake = FakeCompletions()
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with lock:
+                fake.requests.append(body)
+                fake.headers.append(dict(self.headers))
+                fail = fake.fail_first > 0
+                fake.fail_first -= fail
+            if self.path != "/v1/completions":
+                self.send_response(404)
+                self.end_headers()
+                return
+            if fail:
+                self.send_response(503)
+                self.end_headers()
+                self.wfile.write(b"busy")
+                return
+            data = json.dumps(fake.reply(body)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    fake.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    yield fake
+    httpd.shutdown()
+    httpd.server_close()
+
+
+PAIRS = [PairInput(1, "A post.", "A much longer first summary.", "Short."),
+         PairInput(2, "Another post.", "Tiny.", "A much longer second summary.")]
+
+
+def test_soft_labels_both_orders_over_http(server, monkeypatch):
+    monkeypatch.setenv("TEST_LABELER_KEY", "sk-test")
+    backend = OpenAIHTTPBackend(server.url, "served-model", api_key_env="TEST_LABELER_KEY", concurrency=3)
+    res = label_pairs(backend, LabelerSpec(), PAIRS)
+    # 0.8 when the longer summary is first; normalized over "1"/"2" only (" 2" counts as "2").
+    assert res[0].p_a_ab == pytest.approx(0.8) and res[0].p_a_ba == pytest.approx(0.7)
+    assert res[0].p_a == pytest.approx(0.75) and res[0].consistent is True
+    assert res[1].p_a_ab == pytest.approx(0.3) and res[1].p_a_ba == pytest.approx(0.2)
+    assert len(server.requests) == 4
+    req = server.requests[0]
+    assert req["model"] == "served-model" and req["max_tokens"] == 1 and req["logprobs"] >= 2
+    assert req["prompt"].endswith("Preferred Summary=")
+    assert all(h.get("Authorization") == "Bearer sk-test" for h in server.headers)
+
+
+def test_missing_answer_token_is_a_recorded_failure_not_half(server):
+    server.drop_token = "2"
+    res = label_pairs(OpenAIHTTPBackend(server.url, "m"), LabelerSpec(), PAIRS[:1])[0]
+    assert res.p_a is None and res.p_a_ab is None
+    assert "['2'] not among the top" in res.error
+
+
+def test_retries_with_backoff_on_503_then_succeeds(server):
+    server.fail_first = 2
+    backend = OpenAIHTTPBackend(server.url, "m", backoff=0.01, max_retries=3, concurrency=1)
+    res = label_pairs(backend, LabelerSpec(both_orders=False), PAIRS[:1])[0]
+    assert not res.error and res.p_a == pytest.approx(0.8)
+    assert len(server.requests) == 3
+
+
+def test_gives_up_after_retries_with_a_clear_error(server):
+    server.fail_first = 100
+    backend = OpenAIHTTPBackend(server.url, "m", backoff=0.01, max_retries=1)
+    res = label_pairs(backend, LabelerSpec(both_orders=False), PAIRS[:1])[0]
+    assert res.p_a is None and "HTTP 503" in res.error and "after 2 attempts" in res.error
+
+
+def test_unreachable_server_is_an_error(server):
+    backend = OpenAIHTTPBackend("http://127.0.0.1:9/v1", "m", backoff=0.01, max_retries=0, timeout=2)
+    res = label_pairs(backend, LabelerSpec(both_orders=False), PAIRS[:1])[0]
+    assert res.p_a is None and "cannot reach" in res.error
+
+
+def test_chain_of_thought_and_self_consistency_over_http(server):
+    spec = LabelerSpec(chain_of_thought=True, self_consistency_n=2, temperature=0.5)
+    res = label_pairs(OpenAIHTTPBackend(server.url, "m"), spec, PAIRS[:1])[0]
+    assert not res.error
+    assert res.rationales[0] == {"order": "ab", "samples": ["Rationale number 0.", "Rationale number 1."]}
+    gen = [r for r in server.requests if r["max_tokens"] > 1]
+    assert gen and all(r["n"] == 2 and r["temperature"] == 0.5 and r["top_k"] == 40 for r in gen)
+    scoring = [r["prompt"] for r in server.requests if r["max_tokens"] == 1]
+    assert any(p.endswith("Rationale: Rationale number 1.\n\nPreferred Summary=") for p in scoring)
+    assert res.p_a_ab == pytest.approx(0.8)
