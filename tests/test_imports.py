@@ -398,3 +398,31 @@ def test_import_file_task_runs_the_service_and_removes_uploads(tmp_path):
     assert not bad.exists() and refs.exists()
     with pytest.raises(ValueError, match="unknown import kind"):
         import_file(str(refs), kind="labels")
+
+
+@pytest.mark.postgres
+def test_concurrent_imports_of_one_file_give_one_copy(transactional_db, require_postgres, tmp_path):
+    import threading
+
+    from django.db import connection
+
+    path = write(tmp_path / "tldr_comparisons.jsonl", read(TLDR, 200))
+    Dataset.objects.create(name="tldr")  # an existing dataset: its row does not serialize the imports
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(comparison_import(path=path))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(r.labels_created for r in results) == [0, 200]
+    assert HumanLabel.objects.count() == 200

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TextIO, TypeVar
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from .. import importers
 from ..importers import ComparisonRecord, ImportFileError, PostRecord
@@ -220,7 +220,17 @@ class _Writer:
         return [self.comparisons[k] for k in keys]
 
 
+def _lock_dataset(name: str) -> None:
+    """Serialize imports into one dataset (PostgreSQL; SQLite's write lock already does): two
+    concurrent imports of the same file then give one copy instead of a unique-key error."""
+    if connection.vendor == "postgresql":
+        key = int(importers.text_digest(f"rlaif-import:{name}")[:15], 16)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
 def _dataset(name: str, task: str, path: Path) -> Dataset:
+    _lock_dataset(name)
     dataset, _ = Dataset.objects.get_or_create(
         name=name,
         defaults={
