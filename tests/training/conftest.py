@@ -69,3 +69,14 @@ def train_data(db, refs, comparisons, tiny_models, artifact_root):
 
 
 TINY = {"max_steps": 2, "batch_size": 4, "micro_batch_size": 4, "checkpoint_every": 1}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """The tiny models gain nothing from threads, and on a shared 2-core machine threads thrash."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
