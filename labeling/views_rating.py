@@ -11,7 +11,7 @@ Both need a logged-in session and the CSRF token (header X-CSRFToken).
 from __future__ import annotations
 
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -151,22 +151,15 @@ def pair_undo(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def api_next(request: HttpRequest, pk: int) -> JsonResponse:
-    try:
-        campaign = _campaign(request, pk)
-    except Http404:
+    campaign = selectors.rating_campaign(request.user, pk)
+    if campaign is None:
         return JsonResponse({"error": "not_found"}, status=404)
     assignment = queue.next_assignment(campaign=campaign, user=request.user)
     if assignment is None:
         return JsonResponse({"assignment": None})
-    assignment = selectors.pair_for(assignment.pk)
-    left, right = selectors.shown_order(assignment)
-    post = assignment.item.comparison.post
     return JsonResponse({
-        "assignment": assignment.pk,
-        "expires_at": assignment.expires_at.isoformat(),
-        "post": {"subreddit": post.subreddit, "title": post.title, "text": post.text},
-        "left": {"text": left.text},
-        "right": {"text": right.text},
+        "assignment": assignment.pk, "expires_at": assignment.expires_at.isoformat(),
+        **selectors.pair_payload(assignment.pk),
     })
 
 

@@ -27,6 +27,38 @@ def allowed_campaigns(user) -> QuerySet[Campaign]:
     return Campaign.objects.filter(is_active=True).filter(Exists(listed) | Exists(in_group))
 
 
+def rating_campaign(user, pk: int) -> Campaign | None:
+    """The active campaign `pk` if the user may rate it, else None (one plain query: hot path)."""
+    User = get_user_model()
+    sql = (
+        f"SELECT * FROM {Campaign._meta.db_table} c WHERE c.id = %s AND c.is_active AND ("
+        f"EXISTS (SELECT 1 FROM {Campaign.annotators.through._meta.db_table} t WHERE t.campaign_id = c.id AND t.user_id = %s)"
+        f" OR EXISTS (SELECT 1 FROM {User.groups.through._meta.db_table} g WHERE g.group_id = c.group_id AND g.user_id = %s))"
+    )
+    return next(iter(Campaign.objects.raw(sql, [pk, user.pk, user.pk])), None)
+
+
+def pair_payload(assignment_id: int) -> dict:
+    """The post and the two summaries in the order shown, for the JSON API (one plain query)."""
+    from django.db import connection
+
+    from ..models import Comparison, Post, Summary
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT a.a_shown_first, p.subreddit, p.title, p.text, sa.text, sb.text "
+            f"FROM {Assignment._meta.db_table} a JOIN {CampaignItem._meta.db_table} i ON i.id = a.item_id "
+            f"JOIN {Comparison._meta.db_table} cmp ON cmp.id = i.comparison_id "
+            f"JOIN {Post._meta.db_table} p ON p.id = cmp.post_id "
+            f"JOIN {Summary._meta.db_table} sa ON sa.id = cmp.summary_a_id "
+            f"JOIN {Summary._meta.db_table} sb ON sb.id = cmp.summary_b_id WHERE a.id = %s",
+            [assignment_id],
+        )
+        a_first, subreddit, title, text, summary_a, summary_b = cur.fetchone()
+    left, right = (summary_a, summary_b) if a_first else (summary_b, summary_a)
+    return {"post": {"subreddit": subreddit, "title": title, "text": text}, "left": {"text": left}, "right": {"text": right}}
+
+
 def _count(qs: QuerySet, group_field: str) -> Coalesce:
     return Coalesce(
         Subquery(qs.order_by().values(group_field).annotate(n=Count("pk")).values("n"), output_field=IntegerField()),

@@ -29,14 +29,15 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Literal
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import F
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from ..guidelines import DEFAULT_GUIDELINES
 from ..models import (
@@ -226,16 +227,6 @@ def campaign_create(
 # --- the queue --------------------------------------------------------------------------------
 
 
-def _live_leases(now: datetime, exclude_user_id: int | None = None) -> Coalesce:
-    qs = Assignment.objects.filter(item=OuterRef("pk"), status=LEASED, expires_at__gt=now)
-    if exclude_user_id is not None:
-        qs = qs.exclude(annotator_id=exclude_user_id)
-    return Coalesce(
-        Subquery(qs.order_by().values("item").annotate(n=Count("pk")).values("n"), output_field=IntegerField()),
-        Value(0),
-    )
-
-
 def expire_leases(*, campaign: Campaign | None = None, now: datetime | None = None) -> int:
     """Mark leases past their expiry as expired (their pairs are already back in the pool)."""
     now = now or timezone.now()
@@ -252,13 +243,55 @@ def _maybe_sweep(campaign: Campaign, now: datetime) -> None:
         expire_leases(campaign=campaign, now=now)
 
 
-def current_lease(*, campaign: Campaign, user, now: datetime | None = None) -> Assignment | None:
-    now = now or timezone.now()
-    return (
-        Assignment.objects.filter(annotator=user, item__campaign=campaign, status=LEASED, expires_at__gt=now)
-        .order_by("-leased_at")
-        .first()
+def _db_time(value: datetime):
+    """A datetime as the backend stores it (SQLite: naive UTC text; PostgreSQL: aware)."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _py_time(value) -> datetime:
+    if isinstance(value, str):  # SQLite returns raw text from a plain cursor
+        value = parse_datetime(value)
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, dt_timezone.utc)
+    return value
+
+
+# The hot path ("next pair", "submit") is plain SQL: the ORM's query compilation cost more CPU
+# than the database work itself (see bench/labeling_load.py). Same SQL on PostgreSQL and SQLite,
+# except the row-lock clauses, which SQLite does not have (BEGIN IMMEDIATE serializes it instead).
+_T = {
+    "a": Assignment._meta.db_table, "i": CampaignItem._meta.db_table, "c": Campaign._meta.db_table,
+    "cmp": Comparison._meta.db_table, "l": HumanLabel._meta.db_table,
+}
+_ROOM = """
+    i.campaign_id = %s AND i.n_done < %s
+    AND i.n_done + (SELECT COUNT(*) FROM {a} l WHERE l.item_id = i.id AND l.status = 'leased'
+                    AND l.expires_at > %s) < %s
+    AND NOT EXISTS (SELECT 1 FROM {a} m WHERE m.item_id = i.id AND m.annotator_id = %s)
+""".format(**_T)
+_LEASE_COLS = "a.id, a.item_id, a.annotator_id, a.status, a.a_shown_first, a.leased_at, a.expires_at"
+
+
+def _lease_from_row(row) -> Assignment:
+    pk, item_id, annotator_id, status, a_first, leased_at, expires_at = row
+    return Assignment(
+        pk=pk, item_id=item_id, annotator_id=annotator_id, status=status, a_shown_first=bool(a_first),
+        leased_at=_py_time(leased_at), expires_at=_py_time(expires_at),
     )
+
+
+def current_lease(*, campaign: Campaign, user, now: datetime | None = None) -> Assignment | None:
+    """The annotator's live lease in this campaign (the newest), if any."""
+    now = now or timezone.now()
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT {_LEASE_COLS} FROM {_T['a']} a JOIN {_T['i']} i ON i.id = a.item_id "
+            "WHERE a.annotator_id = %s AND i.campaign_id = %s AND a.status = 'leased' AND a.expires_at > %s "
+            "ORDER BY a.leased_at DESC, a.id DESC LIMIT 1",
+            [user.pk, campaign.pk, _db_time(now)],
+        )
+        row = cur.fetchone()
+    return _loaded(_lease_from_row(row)) if row else None
 
 
 def next_assignment(*, campaign: Campaign, user, now: datetime | None = None) -> Assignment | None:
@@ -269,57 +302,75 @@ def next_assignment(*, campaign: Campaign, user, now: datetime | None = None) ->
     """
     now = now or timezone.now()
     _maybe_sweep(campaign, now)
-    with transaction.atomic():
-        # Serialize this annotator's own requests (double clicks, retries, two tabs).
-        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+    locks = connection.features.has_select_for_update_skip_locked
+    db_now = _db_time(now)
+    room_args = [campaign.pk, campaign.overlap, db_now, campaign.overlap, user.pk]
+    with transaction.atomic(), connection.cursor() as cur:
+        if locks:
+            # Serialize this annotator's own requests (double clicks, retries, two tabs).
+            cur.execute(f"SELECT id FROM {get_user_model()._meta.db_table} WHERE id = %s FOR UPDATE", [user.pk])
         live = current_lease(campaign=campaign, user=user, now=now)
         if live is not None:
             return live
-        overlap = campaign.overlap
-        mine = Assignment.objects.filter(item=OuterRef("pk"), annotator_id=user.pk)
         skipped: list[int] = []
         deadline = time.monotonic() + _LOCK_WAIT_S
         while True:
-            candidates = (
-                CampaignItem.objects.filter(campaign_id=campaign.pk, n_done__lt=overlap)
-                .exclude(pk__in=skipped)
-                .alias(live=_live_leases(now))
-                .filter(live__lt=overlap - F("n_done"))
-                .filter(~Exists(mine))
+            not_in = f" AND i.id NOT IN ({', '.join(['%s'] * len(skipped))})" if skipped else ""
+            cur.execute(
+                f"SELECT i.id FROM {_T['i']} i WHERE {_ROOM}{not_in} ORDER BY i.n_done LIMIT 1"
+                + (" FOR UPDATE OF i SKIP LOCKED" if locks else ""),
+                room_args + skipped,
             )
-            item_id = (
-                candidates.order_by("n_done")
-                .select_for_update(skip_locked=True, of=("self",))
-                .values_list("pk", flat=True)
-                .first()
-            )
-            if item_id is None:
+            row = cur.fetchone()
+            if row is None:
+                if not locks:
+                    return None
                 # Everything left may only be locked by annotators whose picks are in flight; a
                 # fresh look (no locks) tells "nothing left" from "wait a moment".
-                if not candidates.exists() or time.monotonic() > deadline:
+                cur.execute(f"SELECT 1 FROM {_T['i']} i WHERE {_ROOM}{not_in} LIMIT 1", room_args + skipped)
+                if cur.fetchone() is None or time.monotonic() > deadline:
                     return None
                 time.sleep(random.uniform(0.002, 0.01))
                 continue
+            item_id = row[0]
+            if not locks:
+                break
             # The row lock is ours now; re-check the room in a fresh snapshot (see module doc).
-            room = candidates.filter(pk=item_id).exists()
-            if room:
+            cur.execute(f"SELECT 1 FROM {_T['i']} i WHERE i.id = %s AND {_ROOM}", [item_id] + room_args)
+            if cur.fetchone() is not None:
                 break
             skipped.append(item_id)
-        return Assignment.objects.create(
-            item_id=item_id, annotator_id=user.pk, status=LEASED, a_shown_first=random.random() < 0.5,
-            leased_at=now, expires_at=now + timedelta(seconds=campaign.lease_seconds),
+        a_first = random.random() < 0.5
+        expires = now + timedelta(seconds=campaign.lease_seconds)
+        cur.execute(
+            f"INSERT INTO {_T['a']} (item_id, annotator_id, status, a_shown_first, leased_at, expires_at) "
+            "VALUES (%s, %s, 'leased', %s, %s, %s) RETURNING id",
+            [item_id, user.pk, a_first, db_now, _db_time(expires)],
         )
+        pk = cur.fetchone()[0]
+    return _loaded(Assignment(pk=pk, item_id=item_id, annotator_id=user.pk, status=LEASED, a_shown_first=a_first,
+                              leased_at=now, expires_at=expires))
 
 
-def _refresh_flag(item: CampaignItem, gold_choice: int | None) -> None:
-    """Flag an item when a gold answer was missed or its labels agree too little."""
-    choices = list(
-        HumanLabel.objects.filter(campaign_id=item.campaign_id, comparison_id=item.comparison_id)
-        .values_list("choice", flat=True)
-    )
-    gold_miss = item.is_gold and gold_choice is not None and any(c != gold_choice for c in choices)
-    low_agreement = len(choices) >= 2 and Counter(choices).most_common(1)[0][1] / len(choices) < LOW_AGREEMENT_SHARE
-    CampaignItem.objects.filter(pk=item.pk).update(flagged=gold_miss or low_agreement)
+def _refresh_flag(item_id: int, campaign_id: int, comparison_id: int, is_gold: bool, gold_choice: int | None) -> None:
+    """Flag an item when a gold answer was missed or its labels agree too little.
+
+    Runs after the item's n_done update, i.e. holding its row lock, so it sees every label
+    committed before it."""
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT choice FROM {_T['l']} WHERE campaign_id = %s AND comparison_id = %s",
+                    [campaign_id, comparison_id])
+        choices = [r[0] for r in cur.fetchall()]
+        gold_miss = is_gold and gold_choice is not None and any(c != gold_choice for c in choices)
+        low_agreement = len(choices) >= 2 and Counter(choices).most_common(1)[0][1] / len(choices) < LOW_AGREEMENT_SHARE
+        cur.execute(f"UPDATE {_T['i']} SET flagged = %s WHERE id = %s AND flagged <> %s",
+                    [gold_miss or low_agreement, item_id, gold_miss or low_agreement])
+
+
+def _loaded(obj):
+    """Mark a model instance built from a raw row as one that exists in the database."""
+    obj._state.adding, obj._state.db = False, "default"
+    return obj
 
 
 def _locked_assignment(assignment_id: int, user) -> Assignment:
@@ -351,36 +402,57 @@ def label_submit(
     AlreadyAnswered; a lease past its expiry is accepted only while its pair still has room.
     """
     now = now or timezone.now()
-    with transaction.atomic():
-        a = _locked_assignment(assignment_id, user)
-        choice, confidence = to_canonical(preferred=preferred, a_shown_first=a.a_shown_first, certainty=certainty)
-        if a.status == SUBMITTED:
-            label = HumanLabel.objects.get(pk=a.label_id)
+    locks = connection.features.has_select_for_update
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(
+            "SELECT a.annotator_id, a.status, a.a_shown_first, a.leased_at, a.expires_at, a.label_id, a.item_id, "
+            "i.comparison_id, i.is_gold, i.campaign_id, c.overlap, cmp.gold_choice "
+            f"FROM {_T['a']} a JOIN {_T['i']} i ON i.id = a.item_id JOIN {_T['c']} c ON c.id = i.campaign_id "
+            f"JOIN {_T['cmp']} cmp ON cmp.id = i.comparison_id WHERE a.id = %s" + (" FOR UPDATE OF a" if locks else ""),
+            [assignment_id],
+        )
+        row = cur.fetchone()
+        if row is None or row[0] != user.pk:
+            raise LeaseNotYours("this pair is not leased to you")
+        (_, status, a_first, leased_at, expires_at, label_id, item_id, comparison_id, is_gold, campaign_id,
+         overlap, gold_choice) = row
+        a_first, is_gold = bool(a_first), bool(is_gold)
+        choice, confidence = to_canonical(preferred=preferred, a_shown_first=a_first, certainty=certainty)
+        if status == SUBMITTED:
+            label = HumanLabel.objects.get(pk=label_id)
             if label.choice == choice and label.confidence == confidence:
                 return label, False
             raise AlreadyAnswered("this pair is already answered; undo it to change the answer")
-        if a.status == SKIPPED:
+        if status == SKIPPED:
             raise AlreadyAnswered("this pair was skipped")
-        item, campaign = a.item, a.item.campaign
-        if a.status == EXPIRED or a.expires_at <= now:
-            list(CampaignItem.objects.select_for_update().filter(pk=item.pk).values_list("pk"))
-            room = CampaignItem.objects.filter(pk=item.pk, n_done__lt=campaign.overlap).alias(live=_live_leases(now, user.pk)).filter(
-                live__lt=campaign.overlap - F("n_done")
+        if status == EXPIRED or _py_time(expires_at) <= now:
+            if locks:
+                cur.execute(f"SELECT id FROM {_T['i']} WHERE id = %s FOR UPDATE", [item_id])
+            cur.execute(
+                f"SELECT 1 FROM {_T['i']} i WHERE i.id = %s AND i.n_done < %s AND i.n_done + "
+                f"(SELECT COUNT(*) FROM {_T['a']} l WHERE l.item_id = i.id AND l.status = 'leased' "
+                "AND l.expires_at > %s AND l.annotator_id <> %s) < %s",
+                [item_id, overlap, _db_time(now), user.pk, overlap],
             )
-            if not room.exists():
-                Assignment.objects.filter(pk=a.pk).update(status=EXPIRED, finished_at=now)
+            if cur.fetchone() is None:
                 raise LeaseExpired("your lease on this pair expired and the pair went to someone else")
-        note_a, note_b = (note_left, note_right) if a.a_shown_first else (note_right, note_left)
-        label = HumanLabel.objects.create(
-            comparison_id=item.comparison_id, annotator_id=user.pk, campaign_id=campaign.pk, choice=choice,
-            confidence=confidence, a_shown_first=a.a_shown_first, note_a=note_a.strip(), note_b=note_b.strip(),
-            time_taken_s=max(0.0, (now - a.leased_at).total_seconds()),
-        )
-        Assignment.objects.filter(pk=a.pk).update(status=SUBMITTED, finished_at=now, label=label)
-        CampaignItem.objects.filter(pk=item.pk).update(n_done=F("n_done") + 1)
-        if item.is_gold or campaign.overlap >= 2:
-            _refresh_flag(item, item.comparison.gold_choice)
-        return label, True
+        note_a, note_b = (note_left, note_right) if a_first else (note_right, note_left)
+        fields = {
+            "comparison_id": comparison_id, "annotator_id": user.pk, "worker_id": "", "campaign_id": campaign_id,
+            "choice": choice, "confidence": confidence, "a_shown_first": a_first,
+            "time_taken_s": max(0.0, (now - _py_time(leased_at)).total_seconds()),
+            "note_a": note_a.strip(), "note_b": note_b.strip(), "created_at": now,
+        }
+        cols = ", ".join(fields)
+        params = [_db_time(v) if isinstance(v, datetime) else v for v in fields.values()]
+        cur.execute(f"INSERT INTO {_T['l']} ({cols}) VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id", params)
+        label_pk = cur.fetchone()[0]
+        cur.execute(f"UPDATE {_T['a']} SET status = 'submitted', finished_at = %s, label_id = %s WHERE id = %s",
+                    [_db_time(now), label_pk, assignment_id])
+        cur.execute(f"UPDATE {_T['i']} SET n_done = n_done + 1 WHERE id = %s", [item_id])
+        if is_gold or overlap >= 2:
+            _refresh_flag(item_id, campaign_id, comparison_id, is_gold, gold_choice)
+    return _loaded(HumanLabel(pk=label_pk, **fields)), True
 
 
 def skip(*, user, assignment_id: int, now: datetime | None = None) -> Assignment:
@@ -417,7 +489,7 @@ def undo_last(*, user, campaign: Campaign, now: datetime | None = None) -> Assig
         a.save(update_fields=["status", "label", "finished_at", "leased_at", "expires_at"])
         HumanLabel.objects.filter(pk=label_id).delete()
         CampaignItem.objects.filter(pk=a.item_id).update(n_done=F("n_done") - 1)
-        _refresh_flag(a.item, a.item.comparison.gold_choice)
+        _refresh_flag(a.item_id, campaign.pk, a.item.comparison_id, a.item.is_gold, a.item.comparison.gold_choice)
         return a
 
 

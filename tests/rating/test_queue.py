@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from labeling.guidelines import DEFAULT_GUIDELINES
-from labeling.models import Assignment, Campaign, CampaignItem, Comparison, HumanLabel
+from labeling.models import Campaign, CampaignItem, Comparison, HumanLabel
 from labeling.selectors.rating import agreement_report, allowed_campaigns, progress
 from labeling.services import queue
 from labeling.services.queue import (
