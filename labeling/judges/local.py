@@ -1,18 +1,18 @@
 """Local transformers backend: soft labels from a causal LM, computing each token once.
 
 The prompts of a labeler share a long prefix (preamble + exemplars), and the two orders of a
-comparison share the post as well. `LocalBackend.score` therefore runs three stages:
+comparison share the post as well. `LocalBackend.last_logprobs` therefore:
 
-1. the shared prefix, once (batch 1), kept as a `DynamicCache` and reused across calls;
-2. the post of each comparison, once for both orders, batched over comparisons (length-sorted,
-   left-padded) on top of the prefix cache expanded to the batch;
-3. the rest of each prompt (the two summaries and the ending), both orders in the same batch,
-   left-padded, on top of the stage-2 cache with its rows repeated per order; only the last
-   position's logits are computed (`logits_to_keep=1`).
+1. runs the shared prefix once (batch 1) and keeps it as a `DynamicCache`, reused across calls;
+2. runs one row per comparison on top of it: the post once, then the tail of each order (the two
+   summaries and the ending), with a 4-D attention mask so that each tail sees the prefix, the
+   post and itself but not the other order's tail, and position ids that restart after the post
+   for each tail. Rows are length-sorted and left-padded into batches; logits are computed only
+   at the last token of each tail (`logits_to_keep` as a boolean mask).
 
-Shared parts are found as longest common prefixes of the *token ids* of the full prompts, so
-the tokens fed are exactly those of the plain full-prompt forward pass; padding holes are masked
-through the 2-D attention mask and explicit `position_ids` continue the real positions.
+Shared parts are found as longest common prefixes of the *token ids* of the full prompts, so the
+tokens fed are exactly those of the plain full-prompt forward pass (a test checks the soft labels
+agree within 1e-4 in fp32).
 """
 from __future__ import annotations
 
@@ -88,18 +88,29 @@ class LocalBackend:
     # --- the cache ----------------------------------------------------------------------------
 
     def _cache(self, kv, index=None):
-        """A fresh DynamicCache holding `kv` (rows picked by `index`, or expanded to its length)."""
+        """A fresh DynamicCache over `kv` (rows picked by `index`, or a batch-1 cache expanded).
+
+        The layers hold views where possible (`expand` for a batch-1 prefix): the forward pass's
+        own `update` (a `torch.cat`) then makes the one copy it needs, not two.
+        """
         from transformers import DynamicCache
 
+        cache = DynamicCache(config=self.model.config)
         if kv is None:
-            return DynamicCache(config=self.model.config)
-        if index is None:
-            data = kv
-        elif kv[0][0].shape[0] == 1:
-            data = [(k.expand(len(index), -1, -1, -1), v.expand(len(index), -1, -1, -1)) for k, v in kv]
-        else:
-            data = [(k.index_select(0, index), v.index_select(0, index)) for k, v in kv]
-        return DynamicCache(ddp_cache_data=data, config=self.model.config)
+            return cache
+        if index is not None:
+            if kv[0][0].shape[0] == 1:
+                kv = [(k.expand(len(index), -1, -1, -1), v.expand(len(index), -1, -1, -1)) for k, v in kv]
+            elif not (len(index) == kv[0][0].shape[0] and bool((index == self.torch.arange(len(index), device=index.device)).all())):
+                kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in kv]
+        from transformers.cache_utils import DynamicLayer
+
+        if len(cache.layers) != len(kv) or any(type(layer) is not DynamicLayer for layer in cache.layers):
+            return DynamicCache(ddp_cache_data=kv, config=self.model.config)  # e.g. sliding-window layers
+        for layer, (k, v) in zip(cache.layers, kv):
+            layer.lazy_initialization(k, v)
+            layer.keys, layer.values = k, v
+        return cache
 
     @staticmethod
     def _kv(cache) -> list:
@@ -154,8 +165,13 @@ class LocalBackend:
     def last_logprobs(self, groups: Sequence[Sequence[Sequence[int]]], shared: Sequence[int] | None = None):
         """Log-softmax of the next-token logits after each sequence, grouped like the input.
 
-        Sequences of a group share the tokens up to their common prefix (computed once); all
-        sequences share `shared` (or their common prefix when `shared` is None).
+        All sequences share `shared` (or their common prefix when `shared` is None): it is run
+        once and kept as a cache. A group's sequences (the two orders of a comparison) share
+        their common prefix (the post): one row per group holds that part once, followed by each
+        sequence's own tail; a 4-D attention mask lets a tail see the prefix, the post and
+        itself but not the other tails, and position ids restart after the post for each tail.
+        Rows are length-sorted and left-padded into batches; only the logits at the end of each
+        tail are computed.
         """
         torch = self.torch
         flat = [s for g in groups for s in g]
@@ -165,40 +181,56 @@ class LocalBackend:
             raise ValueError("cannot score an empty prompt")
         refs = flat + ([list(shared)] if shared is not None else [])
         lp = min(common_prefix_len(refs), min(len(s) for s in flat) - 1)
-        if lp == 0 and len(flat) > 1:
-            # No common first token: padding a row with nothing to attend to would give NaNs.
-            return [[self.last_logprobs([[s]])[0][0] for s in g] for g in groups]
-        prefix_ids = flat[0][:lp]
-        prefix_kv = self._prefix(prefix_ids)
-        out: list[list] = [[None] * len(g) for g in groups]
+        prefix_kv = self._prefix(flat[0][:lp])
         post_len = [min(common_prefix_len(g), min(len(s) for s in g) - 1) - lp for g in groups]
-        order = sorted(range(len(groups)), key=lambda i: (post_len[i], max(len(s) for s in groups[i])))
+        row_len = [post_len[i] + sum(len(s) - lp - post_len[i] for s in g) for i, g in enumerate(groups)]
+        order = sorted(range(len(groups)), key=lambda i: row_len[i])
+        out: list[list] = [[None] * len(g) for g in groups]
+        dtype = next(self.model.parameters()).dtype
         with torch.inference_mode():
             for b in range(0, len(order), self.batch_size):
                 batch = order[b: b + self.batch_size]
-                # stage 2: each comparison's shared post, on the prefix cache
-                posts = [groups[i][0][lp: lp + post_len[i]] for i in batch]
-                pre_mask = torch.ones((len(batch), lp), dtype=torch.long, device=self.device)
-                rows = torch.arange(len(batch), device=self.device)
-                if max(len(p) for p in posts) > 0:
-                    ids, mask, pos = self._left_pad(posts, [lp] * len(batch))
-                    mask1 = torch.cat([pre_mask, mask], dim=1)
-                    _, kv1 = self._forward(ids, mask1, pos, prefix_kv, rows if prefix_kv else None, logits=False)
-                else:
-                    mask1, kv1 = pre_mask, prefix_kv
-                # stage 3: what differs between the orders, all orders of the batch together
-                row_group, suffixes, starts, slots = [], [], [], []
+                width = max(row_len[i] for i in batch)
+                ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+                pos = torch.zeros((len(batch), width), dtype=torch.long)
+                seg = torch.full((len(batch), width), -1, dtype=torch.long)  # -1 pad, 0 post, k tail k
+                keep = torch.zeros((len(batch), width), dtype=torch.bool)
+                slots = []
                 for r, i in enumerate(batch):
-                    for j, s in enumerate(groups[i]):
-                        row_group.append(r)
-                        suffixes.append(s[lp + post_len[i]:])
-                        starts.append(lp + post_len[i])
+                    g, pl = groups[i], post_len[i]
+                    col = width - row_len[i]
+                    post = g[0][lp: lp + pl]
+                    ids[r, col: col + pl] = torch.tensor(post, dtype=torch.long)
+                    pos[r, col: col + pl] = torch.arange(lp, lp + pl)
+                    seg[r, col: col + pl] = 0
+                    col += pl
+                    for j, s in enumerate(g):
+                        tail = s[lp + pl:]
+                        ids[r, col: col + len(tail)] = torch.tensor(tail, dtype=torch.long)
+                        pos[r, col: col + len(tail)] = torch.arange(lp + pl, lp + pl + len(tail))
+                        seg[r, col: col + len(tail)] = j + 1
+                        col += len(tail)
+                        keep[r, col - 1] = True
                         slots.append((i, j))
-                index = torch.tensor(row_group, device=self.device)
-                ids, mask, pos = self._left_pad(suffixes, starts)
-                mask2 = torch.cat([mask1.index_select(0, index), mask], dim=1)
-                res, _ = self._forward(ids, mask2, pos, kv1, index if kv1 is not None else None, logits=True)
-                logp = torch.log_softmax(res.logits[:, -1, :].float(), dim=-1)
+                sq, sk = seg[:, :, None], seg[:, None, :]
+                causal = torch.ones((width, width), dtype=torch.bool).tril()
+                allowed = causal & (sk >= 0) & ((sk == 0) | (sk == sq))
+                allowed |= torch.eye(width, dtype=torch.bool) & (sq == -1)  # a pad sees itself: no empty row
+                allowed = torch.cat([torch.ones((len(batch), width, lp), dtype=torch.bool), allowed], dim=-1)
+                mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+                cache = self._cache(prefix_kv, torch.arange(len(batch))) if prefix_kv else self._cache(None)
+                res = self.model(
+                    input_ids=ids.to(self.device), attention_mask=mask[:, None].to(self.device),
+                    position_ids=pos.to(self.device), use_cache=True, logits_to_keep=keep.to(self.device),
+                    **{self._cache_kwarg(self.model): cache},
+                )
+                real = int((seg >= 0).sum())
+                self.usage.computed += real
+                self.usage.padded += ids.numel() - real
+                logits = res.logits.reshape(-1, res.logits.shape[-1])
+                if logits.shape[0] != len(slots):
+                    raise RuntimeError(f"{type(self.model).__name__} ignored logits_to_keep as a boolean mask")
+                logp = torch.log_softmax(logits.float(), dim=-1)
                 for r, (i, j) in enumerate(slots):
                     out[i][j] = logp[r]
         return out
