@@ -8,7 +8,8 @@ the summary (prefer about 12 words), the same for both; TRL subtracts beta * KL 
 we use (1 - beta) * r - beta * KL, so TRL is handed (1 - beta) * r to optimize the same objective.
 Same: 2 samples per prompt (RLOO), temperature 0.9, top-k off, beta 0.05, AdamW at a constant
 lr, one optimizer step per batch of samples, fp32 on CPU. Speed is sampled summaries per second
-of the training loop (model loading and tokenizer building excluded for both).
+from the end of the first step to the end of the last (loading and the first step's warm-up
+excluded for both), in wall time and in this process's CPU time (steadier on a shared machine).
 
     .venv/bin/python bench/rl.py [--steps 8 --prompts-per-step 4 --max-new-tokens 24]
 
@@ -71,16 +72,27 @@ def main() -> None:
                 break
     prompts = [common.fit_prompt(tok, r["subreddit"], r["title"], r["post"], args.max_prompt_length) for r in records]
     k = args.samples_per_prompt
-    n_samples = args.steps * args.prompts_per_step * k
     print(f"tiny GPT-2 policy; {args.steps} steps x {args.prompts_per_step} prompts x {k} samples, "
           f"{args.max_new_tokens} new tokens, prompts <= {args.max_prompt_length} tokens; torch threads "
           f"{torch.get_num_threads()}", flush=True)
 
     # ours
-    step_times, rewards = [], []
+    per_step = args.prompts_per_step * k
+    clocks = {"ours": ([], []), "trl": ([], [])}
+
+    def tick(name):
+        clocks[name][0].append(time.perf_counter())
+        clocks[name][1].append(time.process_time())
+
+    def rates(name):
+        wall, cpu = clocks[name]
+        n = per_step * (len(wall) - 1)
+        return n / (wall[-1] - wall[0]), n / (cpu[-1] - cpu[0])
+
+    rewards = []
 
     def on_log(step, total, m):
-        step_times.append(args.prompts_per_step * k / m["samples_per_s"])
+        tick("ours")
         rewards.append(m["reward"])
 
     cfg = RLConfig(model=policy_path, learning_rate=args.lr, epochs=1, batch_size=args.prompts_per_step,
@@ -92,12 +104,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         train_rl(cfg, posts, lambda recs, summaries: [target_length_reward(s) for s in summaries], out,
                  hooks=common.Hooks(on_log=on_log))
-    ours_speed = n_samples / sum(step_times)
+    ours_speed, ours_cpu = rates("ours")
     print(f"ours: {ours_speed:.2f} samples/s; reward first/last step {rewards[0]:.3f}/{rewards[-1]:.3f}", flush=True)
 
     # TRL RLOO
     from datasets import Dataset
+    from transformers import TrainerCallback
     from trl import RLOOConfig, RLOOTrainer
+
+    class Tick(TrainerCallback):
+        def on_step_end(self, *a, **kw):
+            tick("trl")
 
     trl_rewards: list[float] = []
 
@@ -116,15 +133,15 @@ def main() -> None:
             use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, max_grad_norm=1.0,
         )
         trainer = RLOOTrainer(model=policy_path, reward_funcs=trl_reward, args=trl_cfg,
-                              train_dataset=Dataset.from_list([{"prompt": t} for t in prompts]), processing_class=tok)
-        t0 = time.perf_counter()
+                              train_dataset=Dataset.from_list([{"prompt": t} for t in prompts]), processing_class=tok,
+                              callbacks=[Tick()])
         trainer.train()
-        elapsed = time.perf_counter() - t0
-    trl_speed = n_samples / elapsed
+    trl_speed, trl_cpu = rates("trl")
     print(f"TRL RLOOTrainer: {trl_speed:.2f} samples/s; reward first/last step {trl_rewards[0]:.3f}/"
           f"{trl_rewards[-1]:.3f}", flush=True)
     print(json.dumps({
         "ours_samples_per_s": round(ours_speed, 3), "trl_samples_per_s": round(trl_speed, 3),
+        "ours_samples_per_cpu_s": round(ours_cpu, 3), "trl_samples_per_cpu_s": round(trl_cpu, 3),
         "ours_reward_first_step": round(rewards[0], 4), "ours_reward_last_step": round(rewards[-1], 4),
         "trl_reward_first_step": round(trl_rewards[0], 4), "trl_reward_last_step": round(trl_rewards[-1], 4),
         "steps": args.steps, "prompts_per_step": args.prompts_per_step, "samples_per_prompt": k,
