@@ -3,6 +3,7 @@ server on PostgreSQL: log in, rate three pairs with the keyboard, skip one, undo
 the rows; the left/right order is recorded and mapped back; a `<script>` summary shows as text."""
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -64,6 +65,8 @@ def test_rate_skip_undo_with_keyboard(require_postgres, live_server, browser_pag
     page.click("text=My campaigns")
     page.click(f"#campaigns >> text={campaign.name}")
     page.wait_for_selector("article.post")
+    if os.environ.get("RATING_SCREENSHOT_DIR"):  # for reviewers: what the annotator sees
+        page.screenshot(path=os.path.join(os.environ["RATING_SCREENSHOT_DIR"], "rating-page.png"), full_page=True)
 
     # The <script> summary is shown as text and did not run (htmx would run an unescaped one).
     assert "<script>window.__pwned = 1</script>" in page.inner_text("body")
