@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from ..guidelines import DEFAULT_GUIDELINES
-from ..models import Assignment, Campaign, CampaignItem
+from ..models import Assignment, Campaign, CampaignItem, Comparison
 from ..services import queue
 
 
@@ -23,6 +23,18 @@ class CampaignForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if not self.instance.pk and "guidelines" in self.fields:
             self.fields["guidelines"].initial = DEFAULT_GUIDELINES
+
+    def clean(self):
+        data = super().clean()
+        dataset, share = data.get("dataset"), data.get("gold_share") or 0
+        if self.instance.pk or dataset is None:
+            return data
+        pairs = Comparison.objects.filter(post__dataset=dataset)
+        if not pairs.exists():
+            self.add_error("dataset", f"Dataset {dataset} has no comparisons yet.")
+        elif share > 0 and not pairs.filter(gold_choice__isnull=False).exists():
+            self.add_error("gold_share", f"Dataset {dataset} has no gold pairs (comparisons with gold_choice set).")
+        return data
 
 
 @admin.register(Campaign)

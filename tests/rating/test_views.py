@@ -120,3 +120,16 @@ def test_admin_add_campaign_fills_items(client, staff_user, users):
 
     c = Campaign.objects.get(name="from-admin")
     assert c.items.count() == 3 and c.created_by == staff_user
+
+
+def test_admin_refuses_gold_share_without_gold_pairs(client, staff_user):
+    ds = make_dataset("no-gold", n=2)
+    client.force_login(staff_user)
+    response = client.post(reverse("admin:labeling_campaign_add"), {
+        "name": "gold-less", "dataset": ds.pk, "overlap": 1, "guidelines": "x", "gold_share": 0.3,
+        "lease_seconds": 600, "undo_seconds": 30, "is_active": "on",
+    })
+    assert response.status_code == 200 and "no gold pairs" in response.content.decode()
+    from labeling.models import Campaign
+
+    assert not Campaign.objects.filter(name="gold-less").exists()
