@@ -8,6 +8,12 @@ from labeling.models import Dataset, LabelerConfig
 from . import params as run_params
 from .models import LabelSource, ModelArtifact, RunKind
 
+CHOICES = {
+    "optimizer": ["adamw", "adafactor"],
+    "baseline": ["leave_one_out", "batch_mean"],
+    "precision": ["auto", "bf16", "fp16", "no"],
+}
+
 SOURCES = {
     RunKind.SFT: [LabelSource.REFERENCES],
     RunKind.REWARD: [LabelSource.HUMAN, LabelSource.AI],
@@ -47,7 +53,9 @@ class TrainingRunForm(forms.Form):
         self.param_names = []
         for spec in run_params.param_specs(kind):
             default, name = spec["default"], f"hp_{spec['name']}"
-            if isinstance(default, bool):
+            if spec["name"] in CHOICES:
+                field = forms.ChoiceField(choices=[(c, c) for c in CHOICES[spec["name"]]], initial=default)
+            elif isinstance(default, bool):
                 field = forms.BooleanField(required=False, initial=default)
             elif isinstance(default, int):
                 field = forms.IntegerField(initial=default)

@@ -60,7 +60,11 @@ def run_new(request: HttpRequest) -> HttpResponse:
                 return redirect("training:run_detail", pk=run.pk)
     else:
         base = selectors.default_base_artifact(kind)
-        form = TrainingRunForm(kind=kind, initial={"base_artifact": base.pk if base else None})
+        from labeling.models import Dataset
+
+        dataset = Dataset.objects.order_by("pk").first()
+        form = TrainingRunForm(kind=kind, initial={"base_artifact": base.pk if base else None,
+                                                   "dataset": dataset.pk if dataset else None})
     return render(request, "training/run_new.html", {
         "form": form, "kind": kind, "kinds": RunKind.choices,
         "data_fields": [form[n] for n in form.param_names if form.fields[n].label in _data_names(kind)],
