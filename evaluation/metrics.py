@@ -367,55 +367,71 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=float)))  # overflow-free logistic
 
 
-def _logistic_irls(X: np.ndarray, y: np.ndarray, w: np.ndarray, tol: float = 1e-10, max_iter: int = 60):
-    """Newton/IRLS fit of a logistic regression with soft labels; None when it does not converge
-    (complete separation: the maximum-likelihood estimate does not exist)."""
-    beta = np.zeros(X.shape[1])
+def length_controlled_win_rates(group, score_a, len_a, len_b, n_groups: int | None = None, z: float = Z95,
+                                tol: float = 1e-9, max_iter: int = 60) -> dict[str, np.ndarray]:
+    """The paper's length correction for many cells at once: for each group (a policy pair), a
+    logistic regression of "A preferred" on the length ratio len(A)/len(B), predicted at 1.0.
+
+    All groups are fitted together by Newton's method with closed-form 2x2 solves, so the cost
+    is a few passes over the rows whatever the number of groups.  ``score_a`` is 1 (A preferred),
+    0 (B) or 0.5 (tie, a soft label).  The interval is the Wald interval on the logit scale.
+    A group gets nan when the fit is not identified: fewer than two distinct ratios, or complete
+    separation (e.g. the "longer summary" judge, a step function of the ratio), where the
+    maximum-likelihood estimate does not exist.
+    """
+    g = np.asarray(group, dtype=np.int64)
+    y = np.asarray(score_a, dtype=float)
+    x = np.asarray(len_a, dtype=float) / np.asarray(len_b, dtype=float)
+    G = int(n_groups if n_groups is not None else (g.max() + 1 if len(g) else 0))
+    count = np.bincount(g, minlength=G).astype(float)
+    sx = np.bincount(g, weights=x, minlength=G)
+    sxx = np.bincount(g, weights=x * x, minlength=G)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = sxx / count - (sx / count) ** 2
+    ok = (count >= 2) & (spread > 1e-12 * np.maximum(1.0, (sx / np.maximum(count, 1)) ** 2))
+    b0, b1 = np.zeros(G), np.zeros(G)
+    done = ~ok
+    a_ = b_ = c_ = np.zeros(G)
     for _ in range(max_iter):
-        p = _sigmoid(X @ beta)
-        v = w * p * (1 - p)
-        hess = X.T @ (X * v[:, None]) + 1e-12 * np.eye(X.shape[1])
-        try:
-            step = np.linalg.solve(hess, X.T @ (w * (y - p)))
-        except np.linalg.LinAlgError:
-            return None
-        beta += step
-        if not np.all(np.isfinite(beta)) or np.max(np.abs(beta)) > 50:
-            return None
-        if np.max(np.abs(step)) < tol:
-            p = _sigmoid(X @ beta)
-            return beta, X.T @ (X * (w * p * (1 - p))[:, None])
-    return None
+        eta = b0[g] + b1[g] * x
+        p = 0.5 * (1.0 + np.tanh(0.5 * eta))
+        v = p * (1 - p)
+        r = y - p
+        a_ = np.bincount(g, weights=v, minlength=G)
+        b_ = np.bincount(g, weights=v * x, minlength=G)
+        c_ = np.bincount(g, weights=v * x * x, minlength=G)
+        g0 = np.bincount(g, weights=r, minlength=G)
+        g1 = np.bincount(g, weights=r * x, minlength=G)
+        det = a_ * c_ - b_ * b_
+        live = ~done & (det > 1e-300)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s0 = np.where(live, (c_ * g0 - b_ * g1) / det, 0.0)
+            s1 = np.where(live, (a_ * g1 - b_ * g0) / det, 0.0)
+        b0 += s0
+        b1 += s1
+        diverged = ~np.isfinite(b0) | ~np.isfinite(b1) | (np.abs(b0) > 50) | (np.abs(b1) > 50)
+        ok &= ~diverged
+        done |= diverged | (live & (np.maximum(np.abs(s0), np.abs(s1)) < tol))
+        if done.all():
+            break
+    ok &= done  # not converged within max_iter: treat as not identified
+    eta1 = b0 + b1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        det = a_ * c_ - b_ * b_
+        se = np.sqrt(np.maximum((c_ - 2 * b_ + a_) / det, 0.0))
+    sig = lambda e: 0.5 * (1.0 + np.tanh(0.5 * e))  # noqa: E731
+    nan = np.full(G, np.nan)
+    return {
+        "rate": np.where(ok, sig(eta1), nan), "lo": np.where(ok, sig(eta1 - z * se), nan),
+        "hi": np.where(ok, sig(eta1 + z * se), nan), "slope": np.where(ok, b1, nan), "n": count.astype(int),
+    }
 
 
 def length_controlled_win_rate(score_a, len_a, len_b, z: float = Z95) -> dict:
-    """The paper's length correction: logistic regression of "A preferred" on len(A)/len(B),
-    predicted at a length ratio of 1.0.
-
-    ``score_a`` is 1 (A preferred), 0 (B) or 0.5 (tie, fitted as a soft label).  The interval is
-    the Wald interval on the logit scale from the fit's Fisher information.  Returns nan when
-    the fit is not identified: fewer than two distinct ratios, or complete separation (e.g. the
-    "longer summary" judge, whose verdict is a step function of the ratio).
-    """
+    """Length-controlled win rate of one cell (see ``length_controlled_win_rates``)."""
     y = np.asarray(score_a, dtype=float)
-    ratio = np.asarray(len_a, dtype=float) / np.asarray(len_b, dtype=float)
-    out = {"rate": math.nan, "lo": math.nan, "hi": math.nan, "slope": math.nan, "n": int(len(y))}
-    if len(y) < 2 or np.unique(ratio).size < 2:
-        return out
-    X = np.stack([np.ones_like(ratio), ratio], axis=1)
-    fit = _logistic_irls(X, y, np.ones_like(y))
-    if fit is None:
-        return out
-    beta, info = fit
-    x1 = np.array([1.0, 1.0])
-    eta = float(x1 @ beta)
-    try:
-        se = math.sqrt(max(float(x1 @ np.linalg.solve(info, x1)), 0.0))
-    except np.linalg.LinAlgError:
-        se = math.nan
-    out.update(rate=float(_sigmoid(eta)), lo=float(_sigmoid(eta - z * se)), hi=float(_sigmoid(eta + z * se)),
-               slope=float(beta[1]))
-    return out
+    out = length_controlled_win_rates(np.zeros(len(y), dtype=np.int64), y, len_a, len_b, n_groups=1, z=z)
+    return {k: (int(v[0]) if k == "n" else float(v[0])) for k, v in out.items()}
 
 
 # --- inter-annotator agreement ------------------------------------------------------------------

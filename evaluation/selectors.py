@@ -166,6 +166,13 @@ def _tables() -> dict[str, str]:
     }
 
 
+def _post_join(f: Filters, t: dict) -> str:
+    """Joins to comparison and post, only when a dataset filter needs them."""
+    if not f.dataset:
+        return ""
+    return f"JOIN {t['c']} c ON c.id = h.comparison_id JOIN {t['p']} p ON p.id = c.post_id"
+
+
 def alignment_counts(f: Filters) -> dict[int, dict]:
     """Per labeler config: agreement of its verdict with the human majority, in one SQL query.
 
@@ -190,7 +197,7 @@ def alignment_counts(f: Filters) -> dict[int, dict]:
     sql = f"""
         WITH hv AS (
             SELECT h.comparison_id AS cid, AVG(1.0 - h.choice) AS a_share, AVG(1.0 * h.confidence) AS conf
-            FROM {t['h']} h JOIN {t['c']} c ON c.id = h.comparison_id JOIN {t['p']} p ON p.id = c.post_id
+            FROM {t['h']} h {_post_join(f, t)}
             WHERE {where}
             GROUP BY h.comparison_id
         )
@@ -219,7 +226,8 @@ def annotator_stats(f: Filters) -> list[dict]:
                MIN(h.created_at), MAX(h.created_at),
                SUM(CASE WHEN ci.is_gold AND c.gold_choice IS NOT NULL THEN 1 ELSE 0 END),
                SUM(CASE WHEN ci.is_gold AND c.gold_choice = h.choice THEN 1 ELSE 0 END)
-        FROM {t['h']} h JOIN {t['c']} c ON c.id = h.comparison_id JOIN {t['p']} p ON p.id = c.post_id
+        FROM {t['h']} h JOIN {t['c']} c ON c.id = h.comparison_id
+        {f"JOIN {t['p']} p ON p.id = c.post_id" if f.dataset else ""}
         LEFT JOIN {t['u']} u ON u.id = h.annotator_id
         LEFT JOIN {t['ci']} ci ON ci.campaign_id = h.campaign_id AND ci.comparison_id = h.comparison_id
         WHERE {where}

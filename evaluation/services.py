@@ -73,6 +73,28 @@ class Table:
         return out
 
 
+    def body_html(self) -> str:
+        """The <tbody> rows as HTML, every value escaped.
+
+        Built in Python: a 50-policy win-rate table has 2,450 rows, and a template tag per cell
+        would cost more than the SQL behind the page.
+        """
+        from django.utils.html import escape
+        from django.utils.safestring import mark_safe
+
+        from .templatetags.evaluation_tags import fmt
+
+        if not self.rows:
+            return mark_safe(f'<tr><td colspan="{len(self.columns)}" class="muted">No data for these filters.</td></tr>')
+        cls = [("num " if c.kind != "text" else "") + c.key for c in self.columns]
+        out = []
+        for r in self.rows:
+            css = ("trivial" if r.get("row_trivial") else "") + (" bad" if r.get("row_bad") else "")
+            cells = "".join(f'<td class="{k}">{escape(fmt(r.get(c.key), c.kind))}</td>' for c, k in zip(self.columns, cls))
+            out.append(f'<tr class="{css}">{cells}</tr>')
+        return mark_safe("\n".join(out))
+
+
 def _clean(v):
     if isinstance(v, (np.floating, np.integer)):
         v = v.item()
@@ -121,20 +143,15 @@ def _pair_stats(n_players: int, pol_index, pa, pb, score, lens_a, lens_b, rounds
     len_x = np.where(flip, lens_b, lens_a)
     len_y = np.where(flip, lens_a, lens_b)
     key = lo * n_players + hi
-    order = np.argsort(key, kind="stable")
-    key_sorted = key[order]
     pair_keys = pc.i * n_players + pc.j
-    starts = np.searchsorted(key_sorted, pair_keys, side="left")
-    ends = np.searchsorted(key_sorted, pair_keys, side="right")
-    pairs = []
-    for k in range(len(pc.i)):
-        idx = order[starts[k]:ends[k]]
-        lc = metrics.length_controlled_win_rate(s_x[idx], len_x[idx], len_y[idx])
-        pairs.append([
-            int(pc.i[k]), int(pc.j[k]), int(pc.wins_i[k]), int(pc.wins_j[k]), int(pc.ties[k]),
-            _clean(float(boot_lo[k])), _clean(float(boot_hi[k])),
-            _clean(lc["rate"]), _clean(lc["lo"]), _clean(lc["hi"]),
-        ])
+    group = np.searchsorted(pair_keys, key)  # pc's pairs are sorted by (i, j), i.e. by key
+    lc = metrics.length_controlled_win_rates(group, s_x, len_x, len_y, n_groups=len(pair_keys))
+    pairs = [
+        [int(pc.i[k]), int(pc.j[k]), int(pc.wins_i[k]), int(pc.wins_j[k]), int(pc.ties[k]),
+         _clean(float(boot_lo[k])), _clean(float(boot_hi[k])),
+         _clean(float(lc["rate"][k])), _clean(float(lc["lo"][k])), _clean(float(lc["hi"][k]))]
+        for k in range(len(pair_keys))
+    ]
     bt = metrics.bootstrap_bradley_terry(pc, rounds=rounds, seed=seed) if len(pc.i) else None
     games = np.zeros(n_players)
     np.add.at(games, pc.i, pc.wins_i + pc.wins_j + pc.ties)
@@ -353,8 +370,7 @@ def _cached_pairs(result: dict | None, judge: str) -> dict:
     return out
 
 
-def judge_choices(f: Filters, state: CacheState) -> list[tuple[str, str]]:
-    counts, configs = _live_judges(f)
+def judge_choices(configs: dict) -> list[tuple[str, str]]:
     out = [(HUMANS, "Humans")]
     out += [(f"config:{c.pk}", f"AI: {c.name}") for c in sorted(configs.values(), key=lambda c: c.name)]
     out += [(k, metrics.TRIVIAL_JUDGES[k.split(":")[1]]) for k in TRIVIAL_KEYS]
@@ -462,7 +478,7 @@ def winrate_page(f: Filters, judge: str = HUMANS, auto_refresh: bool = True) -> 
     counts, configs = _live_judges(f)
     state = cache_state(f, _n_now(f), auto_refresh)
     res = state.result
-    choices = judge_choices(f, state)
+    choices = judge_choices(configs)
     if judge not in dict(choices):
         judge = HUMANS
 
@@ -489,7 +505,7 @@ def winrate_page(f: Filters, judge: str = HUMANS, auto_refresh: bool = True) -> 
             "rate": float(wr["rate"][n]), "wilson": [float(wr["lo"][n]), float(wr["hi"][n])],
             "boot": c.get("boot"), "lc": c.get("lc"), "lc_ci": c.get("lc_ci"),
         }
-    matrix = [{"policy": pols[x], "cells": [cells.get((x, y)) if x != y else "self" for y in order]} for x in order]
+    matrix = [{"policy": pols[x], "cells": _matrix_row_html(x, order, cells, judge, f)} for x in order]
 
     long_cols = [
         Column("policy", "Policy"), Column("opponent", "Opponent"), Column("wins", "Wins", "int"),
@@ -534,11 +550,41 @@ def winrate_page(f: Filters, judge: str = HUMANS, auto_refresh: bool = True) -> 
             "judges": choices, "state": state}
 
 
+def _matrix_row_html(x: int, order: list[int], cells: dict, judge: str, f: Filters) -> str:
+    """One row of the win-rate matrix as escaped HTML (2,500 cells at 50 policies: no template tags)."""
+    from django.urls import reverse
+    from django.utils.html import escape
+    from django.utils.http import urlencode
+    from django.utils.safestring import mark_safe
+
+    from .templatetags.evaluation_tags import fmt
+
+    base = reverse("evaluation:winrate_cell")
+    extra = urlencode({"judge": judge, **f.query()})
+    out = []
+    for y in order:
+        c = cells.get((x, y)) if x != y else "self"
+        if c == "self":
+            out.append('<td class="self">–</td>')
+        elif c is None:
+            out.append("<td></td>")
+        else:
+            css = "win" if c["wilson"][0] > 0.5 else "loss" if c["wilson"][1] < 0.5 else ""
+            url = escape(f"{base}?x={x}&y={y}&{extra}")
+            lc = f'<span class="sub">LC {fmt(c["lc"], "pct")}</span>' if c.get("lc") is not None else ""
+            out.append(
+                f'<td class="{css}" data-x="{x}" data-y="{y}" data-rate="{c["rate"]:.6f}">'
+                f'<button hx-get="{url}" hx-target="#cell-detail">{fmt(c["rate"], "pct")}</button>'
+                f'<span class="sub">{fmt(c["wilson"], "ci")} · n={c["n"]}</span>{lc}</td>'
+            )
+    return mark_safe("".join(out))
+
+
 def leaderboard_page(f: Filters, auto_refresh: bool = True) -> dict:
     counts, configs = _live_judges(f)
     state = cache_state(f, _n_now(f), auto_refresh)
     res = state.result
-    choices = dict(judge_choices(f, state))
+    choices = dict(judge_choices(configs))
     n_by_pol: dict[int, int] = {}
     for (pa, pb), c in counts[HUMANS].items():
         n_by_pol[pa] = n_by_pol.get(pa, 0) + sum(c)
@@ -589,8 +635,10 @@ def annotators_page(f: Filters, auto_refresh: bool = True) -> dict:
     state = cache_state(f, _n_now(f), auto_refresh)
     res = state.result or {}
     ann = res.get("agreement", {}).get("annotators", {})
-    counts, configs = _live_judges(f)
-    judge_keys = sorted(k for k in counts if k != HUMANS) + list(TRIVIAL_KEYS)
+    # which judges to show comes from the cached result (no second pass over the labels)
+    cfg_keys = sorted(k for k in res.get("judges", {}) if k.startswith("config:"))
+    configs = selectors.labeler_configs([int(k.split(":")[1]) for k in cfg_keys])
+    judge_keys = [k for k in cfg_keys if int(k.split(":")[1]) in configs] + list(TRIVIAL_KEYS)
     label = {f"config:{c.pk}": f"AI: {c.name}" for c in configs.values()}
     label.update({k: metrics.TRIVIAL_JUDGES[k.split(":")[1]] for k in TRIVIAL_KEYS})
     cols = [Column("annotator", "Annotator"), Column("n", "Labels", "int"), Column("mean_s", "Seconds per label", "num"),
