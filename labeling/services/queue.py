@@ -6,9 +6,11 @@ Concurrency design. Every write runs inside `transaction.atomic`.
   concurrent annotators get different rows without waiting on each other. The pick statement's
   snapshot can be older than a lease another annotator committed a moment ago on that same row
   (the row itself is not updated by a lease, so PostgreSQL does not re-check it), so once the row
-  lock is held the room on the item is checked again in a fresh statement; only then is the lease
-  written. Every lease creator holds the item's row lock, so "labels done + live leases <= overlap"
-  cannot be broken. Submit, undo, skip and expiry never raise that sum.
+  lock is held the lease is written by an INSERT ... SELECT that checks the room again in its own,
+  fresh snapshot (and writes nothing when the pair is full). Every lease creator holds the item's
+  row lock, so "labels done + live leases <= overlap" cannot be broken. Submit, undo, skip and
+  expiry never raise that sum (a late submit on an expired lease re-checks it under the lock).
+* The hot path is plain SQL and needs few round trips (see bench/labeling_load.py).
 * On SQLite (the demo default) row locks do not exist; the settings open every transaction with
   BEGIN IMMEDIATE, which takes the database write lock up front and so serializes the pick.
 * A lease is live while `status == leased and expires_at > now`; an expired lease is simply not
@@ -307,11 +309,15 @@ def next_assignment(*, campaign: Campaign, user, now: datetime | None = None) ->
     room_args = [campaign.pk, campaign.overlap, db_now, campaign.overlap, user.pk]
     with transaction.atomic(), connection.cursor() as cur:
         if connection.vendor == "postgresql":
-            # A lease is soft state: if the server crashed right after this commit, the annotator
-            # would just ask again. So its commit need not wait for the WAL flush (labels do).
-            cur.execute("SET LOCAL synchronous_commit TO OFF")
-        if locks:
-            # Serialize this annotator's own requests (double clicks, retries, two tabs).
+            # Serialize this annotator's own requests (double clicks, retries, two tabs). And a
+            # lease is soft state: were the server to crash right after this commit, the annotator
+            # would just ask again, so its commit need not wait for the WAL flush (labels do).
+            cur.execute(
+                "SELECT set_config('synchronous_commit', 'off', true), id "
+                f"FROM {get_user_model()._meta.db_table} WHERE id = %s FOR UPDATE",
+                [user.pk],
+            )
+        elif locks:
             cur.execute(f"SELECT id FROM {get_user_model()._meta.db_table} WHERE id = %s FOR UPDATE", [user.pk])
         live = current_lease(campaign=campaign, user=user, now=now)
         if live is not None:
@@ -337,21 +343,20 @@ def next_assignment(*, campaign: Campaign, user, now: datetime | None = None) ->
                 time.sleep(random.uniform(0.002, 0.01))
                 continue
             item_id = row[0]
-            if not locks:
-                break
-            # The row lock is ours now; re-check the room in a fresh snapshot (see module doc).
-            cur.execute(f"SELECT 1 FROM {_T['i']} i WHERE i.id = %s AND {_ROOM}", [item_id] + room_args)
-            if cur.fetchone() is not None:
+            # The row lock is ours now. Re-check the room in a fresh snapshot (see module doc) in
+            # the statement that writes the lease: nothing is written when the pair is full.
+            a_first = random.random() < 0.5
+            expires = now + timedelta(seconds=campaign.lease_seconds)
+            cur.execute(
+                f"INSERT INTO {_T['a']} (item_id, annotator_id, status, a_shown_first, leased_at, expires_at) "
+                f"SELECT i.id, %s, 'leased', %s, %s, %s FROM {_T['i']} i WHERE i.id = %s AND {_ROOM} RETURNING id",
+                [user.pk, a_first, db_now, _db_time(expires), item_id] + room_args,
+            )
+            row = cur.fetchone()
+            if row is not None:
+                pk = row[0]
                 break
             skipped.append(item_id)
-        a_first = random.random() < 0.5
-        expires = now + timedelta(seconds=campaign.lease_seconds)
-        cur.execute(
-            f"INSERT INTO {_T['a']} (item_id, annotator_id, status, a_shown_first, leased_at, expires_at) "
-            "VALUES (%s, %s, 'leased', %s, %s, %s) RETURNING id",
-            [item_id, user.pk, a_first, db_now, _db_time(expires)],
-        )
-        pk = cur.fetchone()[0]
     return _loaded(Assignment(pk=pk, item_id=item_id, annotator_id=user.pk, status=LEASED, a_shown_first=a_first,
                               leased_at=now, expires_at=expires))
 
@@ -453,8 +458,9 @@ def label_submit(
         label_pk = cur.fetchone()[0]
         cur.execute(f"UPDATE {_T['a']} SET status = 'submitted', finished_at = %s, label_id = %s WHERE id = %s",
                     [_db_time(now), label_pk, assignment_id])
-        cur.execute(f"UPDATE {_T['i']} SET n_done = n_done + 1 WHERE id = %s", [item_id])
-        if is_gold or overlap >= 2:
+        cur.execute(f"UPDATE {_T['i']} SET n_done = n_done + 1 WHERE id = %s RETURNING n_done", [item_id])
+        n_done = cur.fetchone()[0]
+        if is_gold or n_done >= 2:  # one label alone can only miss a gold answer
             _refresh_flag(item_id, campaign_id, comparison_id, is_gold, gold_choice)
     return _loaded(HumanLabel(pk=label_pk, **fields)), True
 
