@@ -197,6 +197,25 @@ def _start_gunicorn(db_url: str, port: int, workers: int) -> subprocess.Popen:
     sys.exit("gunicorn did not come up within 120 s")
 
 
+def _proc_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _db_backend_cpu(database: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving the benchmark database (same host)."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database])
+        pids = [r[0] for r in cur.fetchall()]
+    connection.close()
+    return {pid: _proc_cpu(pid) for pid in pids}
+
+
 def _cpu_seconds(pid: int) -> float:
     """utime+stime of a process and its live children (gunicorn master and workers), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -320,8 +339,10 @@ def main() -> None:
     n_pairs = _seed_dataset()
     run = f"{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}"
     campaign, users, sessions, session_cookie, csrf_cookie = _make_campaign_and_sessions(args.annotators, args.overlap, run)
-    from django.db import connections
+    from django.db import connection, connections
 
+    with connection.cursor() as cur:  # statistics as autovacuum would keep them in a live system
+        cur.execute("ANALYZE labeling_assignment; ANALYZE labeling_humanlabel; ANALYZE django_session")
     connections.close_all()
 
     port = _free_port()
@@ -375,6 +396,9 @@ def main() -> None:
         for t in threads:
             t.start()
         cpu0 = _cpu_seconds(server.pid)
+        db0 = _db_backend_cpu(args.database)
+        self0 = time.process_time()
+        load0 = os.getloadavg()[0]
         t0 = time.monotonic()
         t_end[0] = t0 + args.seconds
         start_evt.set()
@@ -382,6 +406,9 @@ def main() -> None:
             t.join()
         elapsed = max(time.monotonic() - t0, 1e-9)
         cpu1 = _cpu_seconds(server.pid)
+        self1 = time.process_time()
+        load1 = os.getloadavg()[0]
+        db1 = _db_backend_cpu(args.database)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -418,6 +445,9 @@ def main() -> None:
         "annotators": args.annotators,
         "seconds": round(elapsed, 1),
         "server_cpu_ms_per_label": round(1000 * (cpu1 - cpu0) / labels, 1) if labels else None,
+        "db_cpu_ms_per_label": round(1000 * sum(v - db0.get(k, 0.0) for k, v in db1.items()) / labels, 1) if labels else None,
+        "loadgen_cpu_ms_per_label": round(1000 * (self1 - self0) / labels, 1) if labels else None,
+        "machine_load_avg_1m": [round(load0, 2), round(load1, 2)],
         "queue_ran_dry": dry[0] > 0,
         "workers": args.workers,
         "overlap": campaign.overlap,

@@ -176,6 +176,12 @@ def campaign_add_items(*, campaign: Campaign, comparisons: Iterable | None = Non
         raise CampaignError(f"dataset {campaign.dataset}: no comparisons to put in campaign {campaign.name!r}")
     rng.shuffle(items)
     CampaignItem.objects.bulk_create(items, batch_size=2000)
+    if connection.vendor == "postgresql":
+        # A big new campaign changes the table's statistics at once; without fresh ones the
+        # planner may sort the whole campaign for every "next pair" instead of walking the
+        # (campaign, n_done) index and stopping at the first free row.
+        with connection.cursor() as cur:
+            cur.execute(f"ANALYZE {_T['i']}")
     return len(items)
 
 
