@@ -302,6 +302,25 @@ def current_lease(*, campaign: Campaign, user, now: datetime | None = None) -> A
     return _loaded(_lease_from_row(row)) if row else None
 
 
+def _lease_if_room(cur, *, item_id: int, user_id: int, campaign: Campaign, now: datetime):
+    """Write a lease on the item for the user if, in this statement's fresh snapshot, the item
+    still has room and the user has never had it; returns (id, a_shown_first, expires) or None.
+
+    On PostgreSQL the caller holds the item's row lock, so no other lease can appear meanwhile.
+    """
+    a_first = random.random() < 0.5
+    expires = now + timedelta(seconds=campaign.lease_seconds)
+    db_now = _db_time(now)
+    cur.execute(
+        f"INSERT INTO {_T['a']} (item_id, annotator_id, status, a_shown_first, leased_at, expires_at) "
+        f"SELECT i.id, %s, 'leased', %s, %s, %s FROM {_T['i']} i WHERE i.id = %s AND {_ROOM} RETURNING id",
+        [user_id, a_first, db_now, _db_time(expires), item_id,
+         campaign.pk, campaign.overlap, db_now, campaign.overlap, user_id],
+    )
+    row = cur.fetchone()
+    return (row[0], a_first, expires) if row else None
+
+
 def next_assignment(*, campaign: Campaign, user, now: datetime | None = None) -> Assignment | None:
     """The annotator's live lease in this campaign, or a new lease on a pair that still needs labels.
 
@@ -349,18 +368,9 @@ def next_assignment(*, campaign: Campaign, user, now: datetime | None = None) ->
                 time.sleep(random.uniform(0.002, 0.01))
                 continue
             item_id = row[0]
-            # The row lock is ours now. Re-check the room in a fresh snapshot (see module doc) in
-            # the statement that writes the lease: nothing is written when the pair is full.
-            a_first = random.random() < 0.5
-            expires = now + timedelta(seconds=campaign.lease_seconds)
-            cur.execute(
-                f"INSERT INTO {_T['a']} (item_id, annotator_id, status, a_shown_first, leased_at, expires_at) "
-                f"SELECT i.id, %s, 'leased', %s, %s, %s FROM {_T['i']} i WHERE i.id = %s AND {_ROOM} RETURNING id",
-                [user.pk, a_first, db_now, _db_time(expires), item_id] + room_args,
-            )
-            row = cur.fetchone()
-            if row is not None:
-                pk = row[0]
+            leased = _lease_if_room(cur, item_id=item_id, user_id=user.pk, campaign=campaign, now=now)
+            if leased is not None:
+                pk, a_first, expires = leased
                 break
             skipped.append(item_id)
     return _loaded(Assignment(pk=pk, item_id=item_id, annotator_id=user.pk, status=LEASED, a_shown_first=a_first,

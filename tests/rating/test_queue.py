@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from labeling.guidelines import DEFAULT_GUIDELINES
-from labeling.models import Campaign, CampaignItem, Comparison, HumanLabel
+from labeling.models import Assignment, Campaign, CampaignItem, Comparison, HumanLabel
 from labeling.selectors.rating import agreement_report, allowed_campaigns, progress
 from labeling.services import queue
 from labeling.services.queue import (
@@ -257,3 +257,21 @@ def test_create_campaign_command(dataset, users, capsys):
     assert "4 pairs" in capsys.readouterr().out
     with pytest.raises(CommandError, match="unknown username"):
         call_command("create_campaign", "--name", "cmd2", "--dataset", dataset.name, "--annotators", "ghost")
+
+
+def test_lease_write_rechecks_room_and_history_in_its_own_statement(users):
+    """The guard behind the PostgreSQL pick: even when handed a full pair (as a stale pick
+    snapshot could), the lease INSERT writes nothing; it writes once the pair has room again."""
+    from django.db import connection
+
+    from labeling.services.queue import _lease_if_room
+
+    c = campaign_create(name="c", dataset=make_dataset("guard", n=1), overlap=1, annotators=users, lease_seconds=60)
+    now = timezone.now()
+    taken = next_assignment(campaign=c, user=users[0], now=now)
+    with connection.cursor() as cur:
+        assert _lease_if_room(cur, item_id=taken.item_id, user_id=users[1].pk, campaign=c, now=now) is None
+        later = now + timedelta(seconds=61)  # users[0]'s lease has expired: room again, but not for users[0]
+        assert _lease_if_room(cur, item_id=taken.item_id, user_id=users[0].pk, campaign=c, now=later) is None
+        assert _lease_if_room(cur, item_id=taken.item_id, user_id=users[1].pk, campaign=c, now=later) is not None
+    assert Assignment.objects.filter(item_id=taken.item_id).count() == 2
