@@ -349,40 +349,29 @@ def policy_samples_write(*, policy: Policy, posts: Sequence[dict], texts: Sequen
 
 
 def direct_rlaif_reward_fn(config: LabelerConfig):
-    """A reward callable for direct RLAIF: the labeler rates each summary 1-10; the reward is the
-    expected score sum_i i * P(i) (P normalized over 1..10), rescaled from [1, 10] to [-1, 1].
-
-    Uses `labeling.judges` (its rating prompt and the local backend's `rate`). Only local labeler
-    configs are supported: an HTTP labeler would need one request per sampled summary per step.
+    """A reward callable for direct RLAIF: the AI labeler rates each summary 1-10 and the reward is
+    sum_i i * P(i) (P normalized over 1..10) rescaled to [-1, 1] -- `labeling.judges.labeler.rate_summaries`
+    on the config's backend (`labeling.services.ai_labeling.backend_for`, loaded once per worker).
+    The post is shortened (never the summary) to fit the config's max_prompt_tokens and the model.
     """
-    if config.backend != "local":
-        raise ValidationError(f"labeler config {config.name!r}: direct RLAIF needs a local labeler (backend "
-                              f"{config.backend!r})")
     from labeling.judges.base import Prompt
-    from labeling.judges.local import LocalBackend
+    from labeling.judges.labeler import rate_summaries
     from labeling.judges.prompts import fit_text, rating_prompt
+    from labeling.services.ai_labeling import backend_for
 
-    from .ml.common import format_prompt
-
-    backend = LocalBackend(config.model, batch_size=config.batch_size)
-    n_positions = getattr(backend.model.config, "n_positions", None) or getattr(
-        backend.model.config, "max_position_embeddings", None) or config.max_prompt_tokens
-    max_tokens = min(config.max_prompt_tokens, int(n_positions))
+    backend = backend_for(config)
+    model_config = getattr(getattr(backend, "model", None), "config", None)
+    positions = getattr(model_config, "n_positions", None) or getattr(model_config, "max_position_embeddings", None)
+    max_tokens = min(config.max_prompt_tokens, int(positions)) if positions else config.max_prompt_tokens
 
     def reward(records, summaries):
-        prompts = []
+        items = []
         for record, summary in zip(records, summaries):
-            text = format_prompt(record.get("subreddit", ""), record.get("title", ""), record["post"]).removesuffix(
-                "\nTL;DR:")
-            text, _ = fit_text(lambda t: [rating_prompt(t, summary)], text,
-                               lambda p: backend.count_tokens(Prompt(body=p)), max_tokens)
-            prompts.append(Prompt(body=rating_prompt(text, summary)))
-        out = []
-        for scored in backend.rate(prompts):
-            if not scored.probs:
-                raise RuntimeError(f"direct RLAIF: the labeler gave no 1-10 probabilities ({scored.error})")
-            expected = sum((i + 1) * p for i, p in enumerate(scored.probs))
-            out.append((expected - 5.5) / 4.5)
-        return out
+            text = (f"SUBREDDIT: r/{record.get('subreddit', '')}\nTITLE: {record.get('title', '')}\nPOST: {record['post']}"
+                    if record.get("subreddit") or record.get("title") else record["post"])
+            text, _ = fit_text(lambda t, s=summary: [rating_prompt(t, s)], text,
+                               lambda p: backend.count_tokens(Prompt(p)), max_tokens)
+            items.append((text, summary))
+        return rate_summaries(backend, items)
 
     return reward

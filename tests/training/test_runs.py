@@ -176,3 +176,12 @@ def test_direct_rlaif_reward_is_in_minus_one_one(train_data):
     fn = services.direct_rlaif_reward_fn(train_data["config"])
     rewards = fn([{"subreddit": "a", "title": "t", "post": "some post text " * 50}] * 2, ["short", "a summary"])
     assert len(rewards) == 2 and all(-1.0 <= r <= 1.0 for r in rewards)
+
+
+def test_direct_rlaif_run_trains_a_direct_rlaif_policy(train_data, sft_artifact):
+    run = _run(kind="rl", dataset="tldr-test", base_artifact=sft_artifact, labeler_config=train_data["config"],
+               hyperparameters=dict(TINY, max_steps=1, max_new_tokens=4, max_prompt_length=48, max_examples=2))
+    assert run.status == RunStatus.DONE and run.label_source == LabelSource.DIRECT_AI, run.error
+    art = run.artifacts.get()
+    assert art.policy.kind == PolicyKind.DIRECT_RLAIF and art.trained_on["labeler_config"] == "noise"
+    assert -1.0 <= run.metrics[0]["reward"] <= 1.0
