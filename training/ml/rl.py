@@ -14,7 +14,6 @@ step 0.
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -164,7 +163,7 @@ def train_rl(config: RLConfig, prompts: list[dict], reward_fn: RewardFn, output_
         if rewards.shape[0] != len(rows):
             raise ValueError(f"reward function returned {rewards.shape[0]} rewards for {len(rows)} summaries")
         # 3. KL to the reference (per sequence) and the shaped return
-        kls, policy_logps = [], []
+        kls = []
         optimizer.zero_grad()
         with torch.no_grad():
             for idx, seq, attn, width, cmask in chunks:
