@@ -18,6 +18,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     list_filter = ("kind", "status", "label_source")
     search_fields = ("name", "base_checkpoint", "error")
     actions = ["cancel_runs", "resume_runs"]
+    # Runs change only through the services (queue, cancel, resume): every field is read-only here.
     readonly_fields = [f.name for f in TrainingRun._meta.fields] + ["live"]
 
     @admin.display(description="progress")
@@ -30,9 +31,6 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def add_view(self, request, form_url="", extra_context=None):
         return redirect("training:run_new")
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False  # runs change only through the services (queue, cancel, resume)
 
     @admin.action(description="Cancel the selected runs")
     def cancel_runs(self, request, queryset):

@@ -135,3 +135,12 @@ def test_admin_add_opens_the_launch_form_and_lists_runs(client, staff_user, run)
     assert client.get(reverse("admin:training_trainingrun_changelist")).status_code == 200
     assert client.get(reverse("admin:training_modelartifact_changelist")).status_code == 200
     assert client.get(reverse("training:run_list")).status_code == 200
+
+
+def test_admin_cancel_action(client, staff_user, run):
+    client.force_login(staff_user)
+    response = client.post(reverse("admin:training_trainingrun_changelist"),
+                           {"action": "cancel_runs", "_selected_action": [run.pk]})
+    assert response.status_code == 302
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
