@@ -277,7 +277,6 @@ def main() -> None:
     services.refresh_dashboard(filters=f, rounds=args.rounds)
     worker_s = time.perf_counter() - t0
     log(f"worker refresh (all judges, {args.rounds} rounds, trivial judges, agreement): {worker_s:.1f}s")
-    services.refresh_dashboard(filters=selectors.Filters(dataset="bench"), rounds=50)
 
     User = get_user_model()
     user = User.objects.filter(username="bench").first() or User.objects.create_user("bench", password="x", is_staff=True)
@@ -289,7 +288,6 @@ def main() -> None:
         "winrates": (reverse("evaluation:winrates"), {}),
         "winrates_ai_judge": (reverse("evaluation:winrates"), {"judge": judge}),
         "winrates_trivial_judge": (reverse("evaluation:winrates"), {"judge": "trivial:overlap"}),
-        "winrates_dataset_filter": (reverse("evaluation:winrates"), {"dataset": "bench"}),
         "leaderboard": (reverse("evaluation:leaderboard"), {}),
         "annotators": (reverse("evaluation:annotators"), {}),
         "winrate_cell": (reverse("evaluation:winrate_cell"), {"x": 1, "y": 2}),

@@ -8,12 +8,12 @@ intervals, Bradley-Terry ratings, length-controlled win rates and the trivial ju
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Avg, Case, Count, F, FloatField, IntegerField, Q, QuerySet, Sum, Value, When
+from django.db.models import Case, Count, F, FloatField, IntegerField, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Length
 from django.utils import timezone
 
@@ -30,6 +30,16 @@ class Filters:
     campaign: str | None = None
     date_from: dt.date | None = None
     date_to: dt.date | None = None
+    # Label id windows (lo exclusive, hi inclusive; None = open), not part of the key: the worker
+    # aggregates labels up to a watermark and a page adds only the labels written since.
+    human_ids: tuple[int | None, int | None] = (None, None)
+    ai_ids: tuple[int | None, int | None] = (None, None)
+
+    def upto(self, human_max: int, ai_max: int) -> "Filters":
+        return replace(self, human_ids=(None, human_max), ai_ids=(None, ai_max))
+
+    def since(self, human_max: int, ai_max: int) -> "Filters":
+        return replace(self, human_ids=(human_max, None), ai_ids=(ai_max, None))
 
     def key(self) -> str:
         return "|".join(str(x or "") for x in (self.dataset, self.campaign, self.date_from, self.date_to))
@@ -56,7 +66,7 @@ class Filters:
             q &= Q(**{f"{prefix}created_at__gte": lo})
         if hi:
             q &= Q(**{f"{prefix}created_at__lt": hi})
-        return q
+        return q & _id_q(self.human_ids, prefix)
 
     def ai_q(self) -> Q:
         q = Q()
@@ -69,7 +79,34 @@ class Filters:
             q &= Q(created_at__gte=lo)
         if hi:
             q &= Q(created_at__lt=hi)
-        return q
+        return q & _id_q(self.ai_ids)
+
+
+def _id_q(window, prefix: str = "") -> Q:
+    q = Q()
+    if window[0] is not None:
+        q &= Q(**{f"{prefix}id__gt": window[0]})
+    if window[1] is not None:
+        q &= Q(**{f"{prefix}id__lte": window[1]})
+    return q
+
+
+def _id_sql(window, alias: str) -> tuple[list[str], list]:
+    parts, params = [], []
+    if window[0] is not None:
+        parts.append(f"{alias}.id > %s")
+        params.append(window[0])
+    if window[1] is not None:
+        parts.append(f"{alias}.id <= %s")
+        params.append(window[1])
+    return parts, params
+
+
+def watermarks() -> tuple[int, int]:
+    """The highest human and AI label ids now (primary-key index look-ups)."""
+    from django.db.models import Max
+
+    return (HumanLabel.objects.aggregate(m=Max("id"))["m"] or 0, AILabel.objects.aggregate(m=Max("id"))["m"] or 0)
 
 
 def human_labels(f: Filters) -> QuerySet[HumanLabel]:
@@ -93,6 +130,14 @@ def _verdict_case(field: str = "p_a"):
 # --- per-request aggregates -------------------------------------------------------------------
 
 
+def _fetch(qs: QuerySet) -> list[tuple]:
+    """Run a values_list query on a plain cursor: thousands of aggregate rows without converters."""
+    sql, params = qs.query.sql_with_params()
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return [tuple(r) for r in cur.fetchall()]
+
+
 def human_pair_counts(f: Filters) -> list[tuple[int, int, int, int]]:
     """(policy of A, policy of B, choice 0/1, count), grouped in SQL."""
     qs = (
@@ -101,7 +146,7 @@ def human_pair_counts(f: Filters) -> list[tuple[int, int, int, int]]:
         .annotate(n=Count("id"))
         .order_by()
     )
-    return [tuple(r) for r in qs]
+    return _fetch(qs)
 
 
 def ai_pair_counts(f: Filters) -> list[tuple[int, int, int, int, int]]:
@@ -114,7 +159,7 @@ def ai_pair_counts(f: Filters) -> list[tuple[int, int, int, int, int]]:
         .annotate(n=Count("id"))
         .order_by()
     )
-    return [tuple(r) for r in qs]
+    return _fetch(qs)
 
 
 def labeler_stats(f: Filters) -> list[dict]:
@@ -129,7 +174,7 @@ def labeler_stats(f: Filters) -> list[dict]:
             n_both=Count("id", filter=Q(p_a_ab__isnull=False, p_a_ba__isnull=False)),
             n_first=Count("id", filter=Q(p_a_ab__gt=0.5, p_a_ba__lt=0.5)),
             n_second=Count("id", filter=Q(p_a_ab__lt=0.5, p_a_ba__gt=0.5)),
-            tokens=Avg(F("prompt_tokens") + F("completion_tokens"), output_field=FloatField()),
+            tokens_sum=Sum(F("prompt_tokens") + F("completion_tokens"), output_field=FloatField()),
         )
         .order_by()
     )
@@ -137,7 +182,7 @@ def labeler_stats(f: Filters) -> list[dict]:
 
 
 def human_cost(f: Filters) -> dict:
-    return human_labels(f).aggregate(n=Count("id"), seconds=Avg("time_taken_s"), n_timed=Count("time_taken_s"))
+    return human_labels(f).aggregate(n=Count("id"), seconds_sum=Sum("time_taken_s"), n_timed=Count("time_taken_s"))
 
 
 def _human_where(f: Filters, alias: str = "h") -> tuple[str, list]:
@@ -156,7 +201,8 @@ def _human_where(f: Filters, alias: str = "h") -> tuple[str, list]:
     if hi:
         parts.append(f"{alias}.created_at < %s")
         params.append(hi)
-    return " AND ".join(parts), params
+    id_parts, id_params = _id_sql(f.human_ids, alias)
+    return " AND ".join(parts + id_parts), params + id_params
 
 
 def _tables() -> dict[str, str]:
@@ -189,6 +235,9 @@ def alignment_counts(f: Filters) -> dict[int, dict]:
     if hi:
         ai_where.append("a.created_at < %s")
         ai_params.append(hi)
+    id_parts, id_params = _id_sql(f.ai_ids, "a")
+    ai_where += id_parts
+    ai_params += id_params
     agree = (
         "CASE WHEN a.p_a = 0.5 THEN 0.5 WHEN (a.p_a > 0.5 AND hv.a_share > 0.5) "
         "OR (a.p_a < 0.5 AND hv.a_share < 0.5) THEN 1.0 ELSE 0.0 END"
@@ -222,8 +271,7 @@ def annotator_stats(f: Filters) -> list[dict]:
     where, params = _human_where(f)
     uname = get_user_model().USERNAME_FIELD
     sql = f"""
-        SELECT COALESCE(u.{uname}, h.worker_id) AS who, COUNT(*), AVG(h.time_taken_s), SUM(h.time_taken_s),
-               MIN(h.created_at), MAX(h.created_at),
+        SELECT COALESCE(u.{uname}, h.worker_id) AS who, COUNT(*), COUNT(h.time_taken_s), SUM(h.time_taken_s),
                SUM(CASE WHEN ci.is_gold AND c.gold_choice IS NOT NULL THEN 1 ELSE 0 END),
                SUM(CASE WHEN ci.is_gold AND c.gold_choice = h.choice THEN 1 ELSE 0 END)
         FROM {t['h']} h JOIN {t['c']} c ON c.id = h.comparison_id
@@ -237,7 +285,7 @@ def annotator_stats(f: Filters) -> list[dict]:
     with connection.cursor() as cur:
         cur.execute(sql, params)
         rows = cur.fetchall()
-    keys = ["who", "n", "mean_s", "total_s", "first", "last", "n_gold", "gold_ok"]
+    keys = ["who", "n", "n_timed", "total_s", "n_gold", "gold_ok"]
     return [dict(zip(keys, r)) for r in rows]
 
 
@@ -290,11 +338,6 @@ def cell_comparisons(f: Filters, policy_x: int, policy_y: int, judge: str, limit
             "ai": {k: (None if v is None else (v if x_is_a else 1 - v)) for k, v in ais.get(c.pk, {}).items()},
         })
     return out
-
-
-def label_total(f: Filters) -> int:
-    """Human plus AI labels in scope (what a cached result is checked against)."""
-    return human_labels(f).count() + ai_labels(f).count()
 
 
 # --- row loaders for the worker ---------------------------------------------------------------

@@ -51,6 +51,7 @@ class Table:
     columns: list[Column]
     rows: list[dict] = field(default_factory=list)
     note: str = ""
+    display_limit: int | None = None  # rows shown on the page (exports have all)
 
     def flat_columns(self) -> list[str]:
         out = []
@@ -79,7 +80,8 @@ class Table:
         Built in Python: a 50-policy win-rate table has 2,450 rows, and a template tag per cell
         would cost more than the SQL behind the page.
         """
-        from django.utils.html import escape
+        from html import escape  # what django.utils.html.escape calls, without its lazy-string wrapper
+
         from django.utils.safestring import mark_safe
 
         from .templatetags.evaluation_tags import fmt
@@ -88,10 +90,14 @@ class Table:
             return mark_safe(f'<tr><td colspan="{len(self.columns)}" class="muted">No data for these filters.</td></tr>')
         cls = [("num " if c.kind != "text" else "") + c.key for c in self.columns]
         out = []
-        for r in self.rows:
+        rows = self.rows if self.display_limit is None else self.rows[: self.display_limit]
+        for r in rows:
             css = ("trivial" if r.get("row_trivial") else "") + (" bad" if r.get("row_bad") else "")
             cells = "".join(f'<td class="{k}">{escape(fmt(r.get(c.key), c.kind))}</td>' for c, k in zip(self.columns, cls))
             out.append(f'<tr class="{css}">{cells}</tr>')
+        if self.display_limit is not None and len(self.rows) > self.display_limit:
+            out.append(f'<tr><td colspan="{len(self.columns)}" class="muted">Showing {self.display_limit} of '
+                       f'{len(self.rows)} rows (most labels first); the CSV/JSON export has them all.</td></tr>')
         return mark_safe("\n".join(out))
 
 
@@ -165,6 +171,9 @@ def _pair_stats(n_players: int, pol_index, pa, pb, score, lens_a, lens_b, rounds
 def compute_dashboard(*, filters: Filters, rounds: int = DEFAULT_ROUNDS, seed: int = 0) -> dict:
     """Everything the pages need that cannot be a SQL aggregate; a JSON-ready dict."""
     t0 = time.perf_counter()
+    wh, wa = selectors.watermarks()
+    filters = filters.upto(wh, wa)  # everything below is on the labels up to these ids
+    sql = sql_aggregates(filters, with_alignment=True)
     H = selectors.human_rows(filters)
     A = selectors.ai_rows(filters)
     cids = np.union1d(H["cid"], A["cid"])
@@ -233,7 +242,9 @@ def compute_dashboard(*, filters: Filters, rounds: int = DEFAULT_ROUNDS, seed: i
     return {
         "version": CACHE_VERSION,
         "rounds": rounds,
-        "n_labels": int(len(H["cid"]) + len(A["cid"])),
+        "watermark": [wh, wa],
+        "sql": sql,
+        "n_labels": int(sql["human_cost"]["n"] + sum(r["n"] for r in sql["labeler_stats"].values())),
         "n_human": int(len(H["cid"])),
         "n_ai": int(len(A["cid"])),
         "policies": policy_ids.tolist(),
@@ -288,27 +299,76 @@ def request_refresh(*, filters: Filters, force: bool = False) -> bool:
     return True
 
 
+def sql_aggregates(f: Filters, with_alignment: bool = False) -> dict:
+    """The SQL GROUP BY aggregates a page needs, JSON-ready; all but alignment are additive."""
+    out = {
+        "human_pairs": [list(r) for r in selectors.human_pair_counts(f)],
+        "ai_pairs": [list(r) for r in selectors.ai_pair_counts(f)],
+        "labeler_stats": {str(r.pop("config_id")): r for r in selectors.labeler_stats(f)},
+        "annotators": {str(r.pop("who")): r for r in selectors.annotator_stats(f)},
+        "human_cost": selectors.human_cost(f),
+    }
+    if with_alignment:
+        out["alignment"] = {str(k): v for k, v in selectors.alignment_counts(f).items()}
+    return out
+
+
+def _merge(base: dict, delta: dict) -> dict:
+    """Cached aggregates plus those of the labels written since (sums of sums)."""
+    def add(a: dict, b: dict) -> dict:
+        return {k: (a.get(k) or 0) + (b.get(k) or 0) for k in set(a) | set(b)}
+
+    return {
+        "human_pairs": base["human_pairs"] + delta["human_pairs"],
+        "ai_pairs": base["ai_pairs"] + delta["ai_pairs"],
+        "labeler_stats": {k: add(base["labeler_stats"].get(k, {}), delta["labeler_stats"].get(k, {}))
+                          for k in set(base["labeler_stats"]) | set(delta["labeler_stats"])},
+        "annotators": {k: add(base["annotators"].get(k, {}), delta["annotators"].get(k, {}))
+                       for k in set(base["annotators"]) | set(delta["annotators"])},
+        "human_cost": add(base["human_cost"], delta["human_cost"]),
+        "alignment": base["alignment"],
+    }
+
+
 @dataclass
 class CacheState:
     result: dict | None
     pending: bool
     stale: bool
+    live: dict
+    n_new: int = 0
     computed_at: object = None
     n_cached: int = 0
 
 
-def cache_state(f: Filters, n_now: int, auto_refresh: bool = True) -> CacheState:
-    """The cached result for ``f``; queues a refresh when missing or computed on other labels."""
+def cache_state(f: Filters, auto_refresh: bool = True) -> CacheState:
+    """The cached result for ``f`` and the live aggregates of the page.
+
+    With a cached result, the live aggregates are the cached SQL aggregates (labels up to the
+    worker's id watermark) plus the same GROUP BY over the labels written since, which is an
+    index range scan; without one (a first visit to a filter set) the GROUP BY runs over all
+    labels.  Missing or stale results queue a refresh (one at a time per filter set).
+    Alignment counts are not additive (a new label can flip a majority), so they come from the
+    cache and are marked stale until the worker has caught up.
+    """
     obj = CachedResult.objects.filter(key=cache_key(f)).first()
     value = (obj.value if obj else None) or {}
     result = value.get("result")
-    if result is not None and result.get("version") != CACHE_VERSION:
+    if result is not None and (result.get("version") != CACHE_VERSION or "sql" not in result):
         result = None
-    stale = result is None or obj.n_labels != n_now
+    if result is None:
+        live = sql_aggregates(f, with_alignment=True)
+        n_new = 0
+    else:
+        delta = sql_aggregates(f.since(*result["watermark"]))
+        live = _merge(result["sql"], delta)
+        n_new = int(delta["human_cost"]["n"] + sum(r["n"] for r in delta["labeler_stats"].values()))
+    stale = result is None or n_new > 0
     pending = bool(value.get("pending"))
     if stale and auto_refresh:
         pending = request_refresh(filters=f) or pending
-    return CacheState(result, pending, stale, obj.computed_at if obj else None, obj.n_labels if obj else 0)
+    return CacheState(result, pending, stale, live, n_new, obj.computed_at if obj else None,
+                      obj.n_labels if obj else 0)
 
 
 def filters_from_payload(payload: dict) -> Filters:
@@ -332,12 +392,12 @@ def _ci(s: dict | None):
     return None if not s or s.get("lo") is None else [s["lo"], s["hi"]]
 
 
-def _live_judges(f: Filters) -> tuple[dict, dict]:
-    """Live win counts per judge from SQL: {judge: {(pa, pb): [wins_a, wins_b, ties]}}, configs."""
+def _live_judges(live: dict) -> tuple[dict, dict]:
+    """Win counts per judge: {judge: {(policy of A, policy of B): [A wins, B wins, ties]}}, configs."""
     counts: dict[str, dict] = {HUMANS: {}}
-    for pa, pb, choice, n in selectors.human_pair_counts(f):
+    for pa, pb, choice, n in live["human_pairs"]:
         counts[HUMANS].setdefault((pa, pb), [0, 0, 0])[choice] += n
-    for cfg, pa, pb, v, n in selectors.ai_pair_counts(f):
+    for cfg, pa, pb, v, n in live["ai_pairs"]:
         counts.setdefault(f"config:{cfg}", {}).setdefault((pa, pb), [0, 0, 0])[v] += n
     cfg_ids = [int(k.split(":")[1]) for k in counts if k.startswith("config:")]
     return counts, selectors.labeler_configs(cfg_ids)
@@ -377,18 +437,15 @@ def judge_choices(configs: dict) -> list[tuple[str, str]]:
     return out
 
 
-def _n_now(f: Filters) -> int:
-    return selectors.label_total(f)
-
-
 def alignment_page(f: Filters, auto_refresh: bool = True) -> dict:
-    stats = {r["config_id"]: r for r in selectors.labeler_stats(f)}
-    align = selectors.alignment_counts(f)
+    state = cache_state(f, auto_refresh)
+    live = state.live
+    stats = {int(k): v for k, v in live["labeler_stats"].items()}
+    align = {int(k): v for k, v in live["alignment"].items()}
     configs = selectors.labeler_configs(set(stats) | set(align))
-    state = cache_state(f, _n_now(f), auto_refresh)
     res = state.result
     task = selectors.dataset_task(f)
-    human_cost = selectors.human_cost(f)
+    human_cost = live["human_cost"]
 
     trivial = (res or {}).get("trivial_alignment", {})
     best_trivial = max((v["all"]["value"] for v in trivial.values() if v["all"]["value"] is not None), default=None)
@@ -429,7 +486,7 @@ def alignment_page(f: Filters, auto_refresh: bool = True) -> dict:
             "position_bias": (st.get("n_first", 0) + st.get("n_second", 0)) / nb if nb else None,
             "bias_first": st.get("n_first", 0) / nb if nb else None,
             "bias_second": st.get("n_second", 0) / nb if nb else None,
-            "cost": f"{st['tokens']:.0f} tokens" if st.get("tokens") is not None else "",
+            "cost": f"{st['tokens_sum'] / st['n']:.0f} tokens" if st.get("n") else "",
             "errors": st.get("n_error", 0),
             "paper": paper.table2_lookup(cfg.preamble, cfg.chain_of_thought, cfg.shots, task),
             "verdict": verdict, "row_bad": verdict.startswith("NOT"),
@@ -452,7 +509,7 @@ def alignment_page(f: Filters, auto_refresh: bool = True) -> dict:
         "n": hh and hh.get("n"), "alignment": _pct(hh), "alignment_ci": _ci(hh),
         "hc_alignment": None, "hc_ci": None, "n_hc": None,
         "position_bias": None, "bias_first": None, "bias_second": None,
-        "cost": f"{human_cost['seconds']:.1f} s" if human_cost.get("seconds") is not None else "",
+        "cost": f"{human_cost['seconds_sum'] / human_cost['n_timed']:.1f} s" if human_cost.get("n_timed") else "",
         "errors": None, "paper": f"{paper.HUMAN_AGREEMENT_RANGE[0]:.0f}-{paper.HUMAN_AGREEMENT_RANGE[1]:.0f}",
         "verdict": "",
     })
@@ -475,8 +532,8 @@ def alignment_page(f: Filters, auto_refresh: bool = True) -> dict:
 
 
 def winrate_page(f: Filters, judge: str = HUMANS, auto_refresh: bool = True) -> dict:
-    counts, configs = _live_judges(f)
-    state = cache_state(f, _n_now(f), auto_refresh)
+    state = cache_state(f, auto_refresh)
+    counts, configs = _live_judges(state.live)
     res = state.result
     choices = judge_choices(configs)
     if judge not in dict(choices):
@@ -515,11 +572,11 @@ def winrate_page(f: Filters, judge: str = HUMANS, auto_refresh: bool = True) -> 
     ]
     long_rows = [
         {**c, "policy": pols[c["x"]].name, "opponent": pols[c["y"]].name}
-        for c in sorted(cells.values(), key=lambda c: (pols[c["x"]].name, pols[c["y"]].name))
+        for c in sorted(cells.values(), key=lambda c: (-c["n"], pols[c["x"]].name, pols[c["y"]].name))
     ]
     long = Table("winrates", f"Win rates judged by {dict(choices)[judge]}", long_cols, long_rows,
                  note="Ties count half. Bootstrap and length-controlled (logistic regression on the length "
-                      "ratio, predicted at 1.0) come from the worker's cached computation.")
+                      "ratio, predicted at 1.0) come from the worker's cached computation.", display_limit=200)
 
     # every pair, judged by every judge side by side (trivial judges included)
     judge_keys = [HUMANS] + sorted(k for k in counts if k != HUMANS) + list(TRIVIAL_KEYS)
@@ -543,7 +600,9 @@ def winrate_page(f: Filters, judge: str = HUMANS, auto_refresh: bool = True) -> 
             c = per_judge[jk].get((x, y))
             row[jk.replace(":", "_")] = None if not c or not sum(c) else (c[0] + 0.5 * c[2]) / sum(c)
         side_rows.append(row)
+    side_rows.sort(key=lambda r: -r["n_humans"])
     side = Table("winrates_by_judge", "Win rate of policy over opponent, by every judge", side_cols, side_rows,
+                 display_limit=200,
                  note="Trivial judges are shown beside the AI judges: an AI judge whose win rates track "
                       "the longer-summary judge may just be measuring length.")
     return {"tables": [long, side], "matrix": matrix, "order": [pols[p] for p in order], "judge": judge,
@@ -581,8 +640,8 @@ def _matrix_row_html(x: int, order: list[int], cells: dict, judge: str, f: Filte
 
 
 def leaderboard_page(f: Filters, auto_refresh: bool = True) -> dict:
-    counts, configs = _live_judges(f)
-    state = cache_state(f, _n_now(f), auto_refresh)
+    state = cache_state(f, auto_refresh)
+    counts, configs = _live_judges(state.live)
     res = state.result
     choices = dict(judge_choices(configs))
     n_by_pol: dict[int, int] = {}
@@ -631,8 +690,8 @@ def leaderboard_page(f: Filters, auto_refresh: bool = True) -> dict:
 
 
 def annotators_page(f: Filters, auto_refresh: bool = True) -> dict:
-    stats = selectors.annotator_stats(f)
-    state = cache_state(f, _n_now(f), auto_refresh)
+    state = cache_state(f, auto_refresh)
+    stats = sorted(({"who": k, **v} for k, v in state.live["annotators"].items()), key=lambda r: -r["n"])
     res = state.result or {}
     ann = res.get("agreement", {}).get("annotators", {})
     # which judges to show comes from the cached result (no second pass over the labels)
@@ -650,7 +709,7 @@ def annotators_page(f: Filters, auto_refresh: bool = True) -> dict:
     for s in stats:
         a = ann.get(str(s["who"]), {})
         row = {
-            "annotator": s["who"], "n": s["n"], "mean_s": s["mean_s"],
+            "annotator": s["who"], "n": s["n"], "mean_s": s["total_s"] / s["n_timed"] if s["n_timed"] else None,
             "per_hour": 3600.0 * s["n"] / s["total_s"] if s["total_s"] else None,
             "gold_n": s["n_gold"], "gold_acc": (s["gold_ok"] / s["n_gold"]) if s["n_gold"] else None,
             "majority": _pct(a.get("majority")), "majority_ci": _ci(a.get("majority")),

@@ -82,7 +82,7 @@ def status(request: HttpRequest) -> HttpResponse:
     form, f = _filters(request)
     if f is None:
         return HttpResponseBadRequest("invalid filters")
-    state = services.cache_state(f, selectors.label_total(f), auto_refresh=False)
+    state = services.cache_state(f, auto_refresh=False)
     if not state.pending and state.result is not None:
         response = HttpResponse("")
         response["HX-Refresh"] = "true"
@@ -98,7 +98,7 @@ def refresh(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest("invalid filters")
     f = form.filters()
     services.request_refresh(filters=f, force=True)
-    state = services.cache_state(f, selectors.label_total(f), auto_refresh=False)
+    state = services.cache_state(f, auto_refresh=False)
     if request.htmx:
         return render(request, "evaluation/_status.html", {"state": state, "query": urlencode(f.query())})
     return redirect(reverse("evaluation:index") + "?" + urlencode(f.query()))

@@ -76,6 +76,7 @@ def load_tldr(path: Path = TLDR, dataset: str = "tldr-sample") -> None:
         comparison_import = None
     if comparison_import is not None:
         comparison_import(path=path, dataset=dataset)
+        _analyze()
         return
     ds = Dataset.objects.create(name=dataset, source=str(path))  # pragma: no cover
     for line in path.open():  # pragma: no cover
@@ -89,3 +90,17 @@ def load_tldr(path: Path = TLDR, dataset: str = "tldr-sample") -> None:
         conf = r["confidence"] if first_is_a else 10 - r["confidence"]
         HumanLabel.objects.create(comparison=comp, worker_id=r["worker"], choice=choice, confidence=conf,
                                   import_key=r["id"])
+
+
+def _analyze() -> None:
+    """Give PostgreSQL's planner statistics for rows written inside the test transaction.
+
+    Autovacuum cannot see uncommitted rows; without statistics the planner assumes near-empty
+    tables and may pick nested loops over sequential scans, which at a thousand labels takes
+    minutes.  Production tables are analyzed by autovacuum.
+    """
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("ANALYZE")

@@ -160,6 +160,12 @@ def test_new_labels_mark_the_cache_stale(client, annotator, computed, no_queue, 
         r = client.get(reverse("evaluation:winrates"))
     assert "Labels changed" in r.content.decode()
     assert len(no_queue) == 1
+    # win counts are live: the cached GROUP BY plus the same GROUP BY over labels written since
+    rows = {(x["policy"], x["opponent"]): x for x in r.context["tables"][0].rows}
+    sft = computed["sft"].name
+    _, rl_is_a = computed["comps"][1]
+    assert rows[("rl", sft)]["n"] == 11
+    assert rows[("rl", sft)]["wins"] == 7 + (1 if rl_is_a else 0)
 
 
 def test_refresh_is_staff_only_and_csrf_protected(annotator, staff_user, computed, no_queue,
