@@ -95,8 +95,12 @@ if env("TEST_DATABASE_NAME", default=""):
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Sessions are read on every request; cache them in process memory in front of the database.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# A shared cache (CACHE_URL=redis://host:6379/1 in production) also fronts the session table, which
+# every request reads. Without one, sessions stay in the database only: a per-process memory cache
+# would keep a logged-out session alive in the other web processes.
+if env("CACHE_URL", default=""):
+    CACHES = {"default": env.cache("CACHE_URL")}
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
