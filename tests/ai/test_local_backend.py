@@ -152,3 +152,20 @@ def test_direct_rating_is_expected_score_rescaled(fresh_backend):
         expected = float(sum((i + 1) * probs[i] for i in range(10)))
         assert reward == pytest.approx((expected - 1) / 4.5 - 1, abs=1e-4)
     assert -1 <= reward <= 1
+
+
+def test_chat_template_wraps_the_body_and_keeps_prefix_reuse_exact(fresh_backend):
+    backend = fresh_backend(sharpen=6.0, use_chat_template=True)
+    backend.tokenizer.chat_template = (
+        "{% for m in messages %}<|endoftext|>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant: {% endif %}"
+    )
+    pairs = _tldr_pairs(3)
+    style = P.PromptStyle()
+    prompt = Prompt(P.prompt_prefix(style) + P.sample_block(style, pairs[0].text, pairs[0].summary_a, pairs[0].summary_b),
+                    "\n\nPreferred Summary=")
+    rendered = backend.render(prompt)
+    assert rendered.startswith("<|endoftext|>user: " + P.BASE_PREAMBLE)
+    assert rendered.endswith(pairs[0].summary_b + "\nassistant: Preferred Summary=")
+    results = label_pairs(backend, LabelerSpec(), pairs)
+    assert results[0].p_a_ab == pytest.approx(_plain_p1(backend, prompt), abs=1e-4)
