@@ -32,3 +32,18 @@ def test_train_command_lists_params():
     out = io.StringIO()
     call_command("train", "--kind", "rl", "--dataset", "x", "--list-params", stdout=out)
     assert "kl_beta" in out.getvalue() and "0.05" in out.getvalue()
+
+
+def test_train_command_resumes_a_cancelled_run(train_data):
+    from training import services
+
+    run = services.training_run_create(kind="sft", dataset="tldr-test", base_artifact="tiny-gpt2", enqueue=False,
+                                       max_steps=1, batch_size=4, max_length=64)
+    services.training_run_cancel(run_id=run.pk)
+    out = io.StringIO()
+    call_command("train", "--kind", "sft", "--dataset", "tldr-test", "--resume", str(run.pk), stdout=out,
+                 stderr=io.StringIO())
+    run.refresh_from_db()
+    assert run.status == RunStatus.DONE and f"run {run.pk} done" in out.getvalue()
+    with pytest.raises(CommandError, match="only failed or cancelled"):
+        call_command("train", "--kind", "sft", "--dataset", "tldr-test", "--resume", str(run.pk))
