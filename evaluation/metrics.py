@@ -312,6 +312,18 @@ def connected_groups(counts: "PairCounts") -> np.ndarray:
     return connected_components(g, directed=False)[1]
 
 
+def _single_threaded_blas():
+    """Many small (50 x 50) solves run fastest on one BLAS thread; threads only contend,
+    badly so on a busy machine.  threadpoolctl comes with scikit-learn; without it, no limit."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def bradley_terry(counts: PairCounts, prior: float = 1.0) -> np.ndarray:
     """Maximum-likelihood Bradley-Terry log-strengths (natural log scale, mean 0).
 
@@ -339,12 +351,13 @@ def bootstrap_bradley_terry(
     N = int(round(table.sum()))
     rng = np.random.default_rng(seed)
     samples = []
-    for start in range(0, rounds, chunk):
-        r = min(chunk, rounds - start)
-        draw = rng.multinomial(N, table.ravel() / N, size=r).reshape(r, -1, 3).astype(float)
-        wins_i = draw[..., 0] + 0.5 * draw[..., 2] + prior / 2
-        games = draw.sum(axis=2) + prior
-        samples.append(_bt_newton(counts.i, counts.j, wins_i, games, counts.n_players, theta0=theta))
+    with _single_threaded_blas():
+        for start in range(0, rounds, chunk):
+            r = min(chunk, rounds - start)
+            draw = rng.multinomial(N, table.ravel() / N, size=r).reshape(r, -1, 3).astype(float)
+            wins_i = draw[..., 0] + 0.5 * draw[..., 2] + prior / 2
+            games = draw.sum(axis=2) + prior
+            samples.append(_bt_newton(counts.i, counts.j, wins_i, games, counts.n_players, theta0=theta, tol=1e-7))
     boot = np.concatenate(samples)
     alpha = (1 - level) / 2
     lo, hi = np.quantile(boot, [alpha, 1 - alpha], axis=0)

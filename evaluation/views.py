@@ -87,7 +87,7 @@ def status(request: HttpRequest) -> HttpResponse:
         response = HttpResponse("")
         response["HX-Refresh"] = "true"
         return response
-    return render(request, "evaluation/_status.html", {"state": state, "query": urlencode(f.query())})
+    return render(request, "evaluation/_status.html", {"state": state, "query": urlencode(f.query()), "filters": f})
 
 
 @staff_member_required
@@ -100,7 +100,7 @@ def refresh(request: HttpRequest) -> HttpResponse:
     services.request_refresh(filters=f, force=True)
     state = services.cache_state(f, auto_refresh=False)
     if request.htmx:
-        return render(request, "evaluation/_status.html", {"state": state, "query": urlencode(f.query())})
+        return render(request, "evaluation/_status.html", {"state": state, "query": urlencode(f.query()), "filters": f})
     return redirect(reverse("evaluation:index") + "?" + urlencode(f.query()))
 
 
