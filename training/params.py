@@ -27,13 +27,15 @@ class DataParams:
     """Sampling: comma-separated policy names to compare against (empty: every other policy with a summary of the post)."""
     policy_name: str = ""
     """SFT / RL: name of the Policy the trained model writes as (empty: derived from the run)."""
+    num_processes: int = 1
+    """Processes (one per GPU) under `accelerate launch`; 1 trains inside the worker process."""
 
 
 ALGORITHM_CONFIGS = {"sft": SFTConfig, "reward": RewardConfig, "rl": RLConfig, "sample": SamplingConfig}
 DATA_FIELDS = {
-    "sft": ["eval_fraction", "max_examples", "policy_name"],
-    "reward": ["eval_fraction", "max_examples"],
-    "rl": ["eval_fraction", "max_examples", "policy_name"],
+    "sft": ["eval_fraction", "max_examples", "policy_name", "num_processes"],
+    "reward": ["eval_fraction", "max_examples", "num_processes"],
+    "rl": ["eval_fraction", "max_examples", "policy_name", "num_processes"],
     "sample": ["eval_fraction", "n_posts", "compare_with"],
 }
 HIDDEN = {"model"}  # set from the run's base checkpoint

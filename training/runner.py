@@ -138,7 +138,10 @@ def _dispatch(run: TrainingRun, rec: _Recorder, resume_from: str | None) -> str:
                                           max_examples=data.max_examples)
         rec.line(f"SFT on {len(examples)} reference summaries from {base}")
         trained_on["n_examples"] = len(examples)
-        result = train_sft(algo, examples, out_dir, hooks=rec.hooks(), resume_from=resume_from)
+        if data.num_processes > 1:
+            result = _launch("sft", algo, examples, out_dir, rec, data.num_processes, resume_from)
+        else:
+            result = train_sft(algo, examples, out_dir, hooks=rec.hooks(), resume_from=resume_from)
     elif run.kind == RunKind.REWARD:
         from .ml.reward import train_reward
 
@@ -154,27 +157,97 @@ def _dispatch(run: TrainingRun, rec: _Recorder, resume_from: str | None) -> str:
         pairs = pairs[: data.max_examples or None]
         trained_on.update(n_pairs=len(pairs), eval_fraction=data.eval_fraction)
         rec.line(f"reward model on {len(pairs)} {run.label_source} pairs, {len(eval_pairs)} held-out human labels, from {base}")
-        result = train_reward(algo, pairs, out_dir, eval_pairs=eval_pairs, hooks=rec.hooks(), resume_from=resume_from)
+        if data.num_processes > 1:
+            result = _launch("reward", algo, pairs, out_dir, rec, data.num_processes, resume_from, eval_data=eval_pairs)
+        else:
+            result = train_reward(algo, pairs, out_dir, eval_pairs=eval_pairs, hooks=rec.hooks(),
+                                  resume_from=resume_from)
     elif run.kind == RunKind.RL:
         from .ml.rl import train_rl
 
         prompts = selectors.posts_for(dataset=dataset, held_out=False, eval_fraction=data.eval_fraction,
                                       limit=data.max_examples)
         if run.label_source == LabelSource.DIRECT_AI:
+            if data.num_processes > 1:
+                raise ValueError("num_processes: direct RLAIF scores with the labeler inside the worker; use 1")
             reward_fn = services.direct_rlaif_reward_fn(run.labeler_config)
             trained_on.update(labeler_config=run.labeler_config.name, labeler_config_id=run.labeler_config_id)
         else:
             from .ml.reward import RewardScorer
 
-            reward_fn = RewardScorer(str(selectors.artifact_abspath(run.reward_artifact)))
+            reward_fn = None if data.num_processes > 1 else RewardScorer(
+                str(selectors.artifact_abspath(run.reward_artifact)))
             trained_on.update(reward_artifact=run.reward_artifact.name, reward_artifact_id=run.reward_artifact_id,
                               reward_trained_on=run.reward_artifact.trained_on)
         trained_on["n_prompts"] = len(prompts)
         rec.line(f"RL on {len(prompts)} posts from {base}, reward: {run.label_source}")
-        result = train_rl(algo, prompts, reward_fn, out_dir, hooks=rec.hooks(), resume_from=resume_from)
+        if data.num_processes > 1:
+            result = _launch("rl", algo, prompts, out_dir, rec, data.num_processes, resume_from,
+                             reward_model=str(selectors.artifact_abspath(run.reward_artifact)))
+        else:
+            result = train_rl(algo, prompts, reward_fn, out_dir, hooks=rec.hooks(), resume_from=resume_from)
     else:  # pragma: no cover - kinds are validated on creation
         raise ValueError(f"unknown run kind {run.kind!r}")
     return _finish(run, rec, result, trained_on, data.policy_name if hasattr(data, "policy_name") else "")
+
+
+def _launch(algorithm: str, algo, records: list[dict], out_dir: Path, rec: _Recorder, processes: int,
+            resume_from: str | None, *, eval_data: list[dict] | None = None, reward_model: str = "") -> TrainResult:
+    """Train in `processes` processes under `accelerate launch` (training.ml.launch), relaying its
+    JSON events to the recorder; a cancel request becomes the STOP file the processes poll."""
+    import dataclasses
+    import json
+    import subprocess
+    import sys
+
+    import torch
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stop_file = out_dir / "STOP"
+    stop_file.unlink(missing_ok=True)
+
+    def dump(name: str, rows: list[dict]) -> str:
+        path = out_dir / name
+        path.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows), encoding="utf-8")
+        return str(path)
+
+    if torch.cuda.is_available():
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+               "--num_machines", "1", "--dynamo_backend", "no", "--mixed_precision", "bf16"]
+    else:  # accelerate launch runs CPU jobs in one process; torchrun starts them (accelerate then uses gloo)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    cmd += ["-m", "training.ml.launch", algorithm, "--config", json.dumps(dataclasses.asdict(algo)),
+            "--data", dump("train.jsonl", records), "--output-dir", str(out_dir)]
+    if eval_data:
+        cmd += ["--eval-data", dump("eval.jsonl", eval_data)]
+    if reward_model:
+        cmd += ["--reward-model", reward_model]
+    if resume_from:
+        cmd += ["--resume-from", resume_from]
+    rec.line(f"launching {processes} processes: {' '.join(cmd[1:4])} ... -m training.ml.launch {algorithm}")
+    log_path = out_dir / "launch.log"  # stderr to a file: a full pipe would block the children
+    with open(log_path, "w", encoding="utf-8") as log_file:
+        proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
+                                stderr=log_file, text=True)
+    result = None
+    for line in proc.stdout:  # noqa: SIM115 - the loop ends when every process has exited
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event.get("event") == "step":
+            rec.on_log(event["step"], event["total"], event["metrics"])
+            if rec.should_stop():
+                stop_file.touch()
+        elif event.get("event") == "checkpoint":
+            rec.on_checkpoint(event["path"], event["step"])
+        elif event.get("event") == "result":
+            result = TrainResult(**{k: event[k] for k in ("status", "step", "total_steps", "output_dir",
+                                                          "checkpoint_dir", "summary")})
+    if proc.wait() != 0 or result is None:
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(f"accelerate launch exited with {proc.returncode} (log {log_path}): {tail}")
+    return result
 
 
 def _finish(run: TrainingRun, rec: _Recorder, result: TrainResult, trained_on: dict, policy_name: str) -> str:

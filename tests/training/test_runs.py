@@ -185,3 +185,13 @@ def test_direct_rlaif_run_trains_a_direct_rlaif_policy(train_data, sft_artifact)
     art = run.artifacts.get()
     assert art.policy.kind == PolicyKind.DIRECT_RLAIF and art.trained_on["labeler_config"] == "noise"
     assert -1.0 <= run.metrics[0]["reward"] <= 1.0
+
+
+@pytest.mark.slow
+def test_run_with_two_processes_under_accelerate_launch(train_data):
+    """num_processes > 1: the worker trains through `accelerate launch` (CPU here, one per GPU there)."""
+    run = _run(kind="sft", dataset="tldr-test", base_artifact="tiny-gpt2",
+               hyperparameters=dict(TINY, max_steps=2, max_length=64, num_processes=2, precision="no"))
+    assert run.status == RunStatus.DONE, run.error
+    assert run.summary["processes"] == 2 and [m["step"] for m in run.metrics] == [1, 2]
+    assert run.checkpoint_path and run.artifacts.get().policy.kind == PolicyKind.SFT

@@ -118,7 +118,37 @@ def make_accelerator(precision: str = "auto"):
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     # The state is a process-wide singleton; reset it so runs with other precisions can follow.
     AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision=precision)
+    # cpu=True lets accelerate see a torchrun-launched CPU job as multi-process (gloo).
+    return Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
+
+
+def shard(batch_idx: list[int], accelerator) -> list[int]:
+    """This process's share of a batch under `accelerate launch` (the whole batch in one process)."""
+    if accelerator.num_processes == 1:
+        return batch_idx
+    return batch_idx[accelerator.process_index::accelerator.num_processes] or batch_idx[:1]
+
+
+def main_process_hooks(hooks: Hooks, accelerator) -> Hooks:
+    """Hooks that only the main process runs; its stop decision is broadcast to every process."""
+    if accelerator.num_processes == 1:
+        return hooks
+    from accelerate.utils import broadcast_object_list
+
+    def should_stop() -> bool:
+        flag = [hooks.should_stop() if accelerator.is_main_process else False]
+        broadcast_object_list(flag)
+        return bool(flag[0])
+
+    def on_log(*args) -> None:
+        if accelerator.is_main_process:
+            hooks.on_log(*args)
+
+    def on_checkpoint(*args) -> None:
+        if accelerator.is_main_process:
+            hooks.on_checkpoint(*args)
+
+    return Hooks(on_log=on_log, should_stop=should_stop, on_checkpoint=on_checkpoint)
 
 
 def set_seed(seed: int) -> None:
@@ -165,6 +195,10 @@ def save_checkpoint(ckpt_dir: str | Path, *, model, tokenizer, optimizer, step: 
                     accelerator=None) -> str:
     """Write a resumable checkpoint atomically: a temp folder renamed over the previous one."""
     ckpt_dir = Path(ckpt_dir)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:
+            return str(ckpt_dir)
     tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -194,6 +228,10 @@ def load_trainer_state(ckpt_dir: str | Path) -> dict:
 
 def save_final(out_dir: str | Path, *, model, tokenizer, info: dict, accelerator=None) -> str:
     out_dir = Path(out_dir)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:
+            return str(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
     unwrapped.save_pretrained(str(out_dir))

@@ -211,6 +211,7 @@ def train_reward(config: RewardConfig, train_pairs: list[dict], output_dir: str 
         start_step = state["step"]
         torch.set_rng_state(state["torch_rng"])
     model, optimizer = accelerator.prepare(model, optimizer)
+    hooks = common.main_process_hooks(hooks, accelerator)
 
     enc_a = [encode(tokenizer, ex, ex["summary_a"], max_length) for ex in train_pairs]
     enc_b = [encode(tokenizer, ex, ex["summary_b"], max_length) for ex in train_pairs]
@@ -223,15 +224,16 @@ def train_reward(config: RewardConfig, train_pairs: list[dict], output_dir: str 
         model.train()
         optimizer.zero_grad()
         loss_sum, hits = 0.0, 0.0
-        for m in range(0, len(batch_idx), config.micro_batch_size):
-            idx = batch_idx[m:m + config.micro_batch_size]
+        mine = common.shard(batch_idx, accelerator)
+        for m in range(0, len(mine), config.micro_batch_size):
+            idx = mine[m:m + config.micro_batch_size]
             batch = pad_batch([enc_a[i] for i in idx] + [enc_b[i] for i in idx], tokenizer.pad_token_id)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             p_a = labels[idx].to(accelerator.device)
             with accelerator.autocast():
                 r = model(**batch).logits.squeeze(-1).float()
             r_a, r_b = r[: len(idx)], r[len(idx):]
-            loss = soft_label_loss(r_a, r_b, p_a) * len(idx) / len(batch_idx)
+            loss = soft_label_loss(r_a, r_b, p_a) * len(idx) / len(mine)
             accelerator.backward(loss)
             loss_sum += loss.item()
             hits += float((((r_a - r_b) > 0).float() == (p_a > 0.5).float()).sum())
@@ -239,7 +241,7 @@ def train_reward(config: RewardConfig, train_pairs: list[dict], output_dir: str 
         optimizer.step()
         step += 1
         elapsed = time.perf_counter() - t0
-        hooks.on_log(step, total, {"loss": loss_sum, "accuracy": hits / len(batch_idx), "grad_norm": float(grad_norm),
+        hooks.on_log(step, total, {"loss": loss_sum, "accuracy": hits / len(mine), "grad_norm": float(grad_norm),
                                    "pairs_per_s": len(batch_idx) / elapsed})
         stop = hooks.should_stop()
         if stop or step % config.checkpoint_every == 0:
@@ -248,8 +250,11 @@ def train_reward(config: RewardConfig, train_pairs: list[dict], output_dir: str 
             hooks.on_checkpoint(str(ckpt_dir), step)
         if stop:
             return TrainResult("stopped", step, total, checkpoint_dir=str(ckpt_dir))
-    summary = {"train_pairs": len(train_pairs), "steps": step, "max_length": max_length}
-    summary.update(evaluate(accelerator.unwrap_model(model), tokenizer, eval_pairs or [], max_length, config.eval_batch_size))
+    summary = {"train_pairs": len(train_pairs), "steps": step, "max_length": max_length,
+               "processes": accelerator.num_processes}
+    if accelerator.is_main_process:
+        summary.update(evaluate(accelerator.unwrap_model(model), tokenizer, eval_pairs or [], max_length,
+                                config.eval_batch_size))
     final = common.save_final(output_dir / "final", model=model, tokenizer=tokenizer, accelerator=accelerator,
                               info={"algorithm": "reward", "config": asdict(config), "summary": summary})
     return TrainResult("done", step, total, output_dir=final, summary=summary)

@@ -125,6 +125,7 @@ def train_rl(config: RLConfig, prompts: list[dict], reward_fn: RewardFn, output_
         start_step = state["step"]
     policy, optimizer = accelerator.prepare(policy, optimizer)
     reference.to(accelerator.device)
+    hooks = common.main_process_hooks(hooks, accelerator)
     gen_model = accelerator.unwrap_model(policy)
 
     texts = [common.fit_prompt(tokenizer, p.get("subreddit", ""), p.get("title", ""), p["post"], config.max_prompt_length)
@@ -136,7 +137,7 @@ def train_rl(config: RLConfig, prompts: list[dict], reward_fn: RewardFn, output_
     for batch_idx in plan[start_step:total]:
         torch.manual_seed(config.seed * 7919 + step)
         t0 = time.perf_counter()
-        rows = [i for i in batch_idx for _ in range(k)]
+        rows = [i for i in common.shard(batch_idx, accelerator) for _ in range(k)]
         # 1. sample
         chunks = []
         for m in range(0, len(rows), config.micro_batch_size):
@@ -202,4 +203,5 @@ def train_rl(config: RLConfig, prompts: list[dict], reward_fn: RewardFn, output_
             return TrainResult("stopped", step, total, checkpoint_dir=str(ckpt_dir))
     final = common.save_final(output_dir / "final", model=policy, tokenizer=tokenizer, accelerator=accelerator,
                               info={"algorithm": "rl", "config": asdict(config), "prompts": len(prompts)})
-    return TrainResult("done", step, total, output_dir=final, summary={"prompts": len(prompts), "steps": step})
+    return TrainResult("done", step, total, output_dir=final, summary={"prompts": len(prompts), "steps": step,
+                                                                   "processes": accelerator.num_processes})

@@ -115,6 +115,7 @@ def train_sft(config: SFTConfig, examples: list[dict], output_dir: str | Path, *
         start_step = state["step"]
         torch.set_rng_state(state["torch_rng"])
     model, optimizer = accelerator.prepare(model, optimizer)
+    hooks = common.main_process_hooks(hooks, accelerator)
 
     encoded = [_encode(tokenizer, ex, config) for ex in examples]
     plan = common.batches(len(encoded), config.batch_size, config.epochs, config.seed)
@@ -123,10 +124,11 @@ def train_sft(config: SFTConfig, examples: list[dict], output_dir: str | Path, *
     for batch_idx in plan[start_step:total]:
         t0 = time.perf_counter()
         optimizer.zero_grad()
-        n_tokens = sum(len(encoded[i][1]) for i in batch_idx)
+        mine = common.shard(batch_idx, accelerator)
+        n_tokens = sum(len(encoded[i][1]) for i in mine)
         loss_sum = 0.0
-        for m in range(0, len(batch_idx), config.micro_batch_size):
-            micro = _collate([encoded[i] for i in batch_idx[m:m + config.micro_batch_size]], tokenizer.pad_token_id)
+        for m in range(0, len(mine), config.micro_batch_size):
+            micro = _collate([encoded[i] for i in mine[m:m + config.micro_batch_size]], tokenizer.pad_token_id)
             micro = {k: v.to(accelerator.device) for k, v in micro.items()}
             with accelerator.autocast():
                 loss, _ = _summed_loss(model, micro)
@@ -148,4 +150,5 @@ def train_sft(config: SFTConfig, examples: list[dict], output_dir: str | Path, *
             return TrainResult("stopped", step, total, checkpoint_dir=str(ckpt_dir))
     final = common.save_final(output_dir / "final", model=model, tokenizer=tokenizer, accelerator=accelerator,
                               info={"algorithm": "sft", "config": asdict(config), "examples": len(examples)})
-    return TrainResult("done", step, total, output_dir=final, summary={"examples": len(examples), "steps": step})
+    return TrainResult("done", step, total, output_dir=final, summary={"examples": len(examples), "steps": step,
+                                                                   "processes": accelerator.num_processes})
