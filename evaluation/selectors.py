@@ -18,7 +18,7 @@ from django.db.models.functions import Length
 from django.utils import timezone
 
 from labeling.models import (
-    AILabel, Campaign, CampaignItem, Comparison, Dataset, HumanLabel, LabelerConfig, Policy, Post, Summary,
+    AILabel, Campaign, CampaignItem, Comparison, Dataset, HumanLabel, LabelerConfig, Policy, Post,
 )
 
 
