@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -51,8 +52,13 @@ def leaderboard(request: HttpRequest) -> HttpResponse:
     return _page(request, "leaderboard", "evaluation/leaderboard.html")
 
 
+STAFF_ONLY_PAGES = {"annotators"}  # per-person throughput and accuracy: not for other annotators' eyes
+
+
 @require_GET
 def annotators(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_staff:
+        raise PermissionDenied("The annotator dashboard is for staff.")
     return _page(request, "annotators", "evaluation/annotators.html")
 
 
@@ -108,6 +114,8 @@ def refresh(request: HttpRequest) -> HttpResponse:
 def export(request: HttpRequest, page: str, table: str, fmt: str) -> HttpResponse:
     if fmt not in ("csv", "json") or page not in services.PAGES:
         raise Http404("unknown export")
+    if page in STAFF_ONLY_PAGES and not request.user.is_staff:
+        raise PermissionDenied("The annotator dashboard is for staff.")
     form, f = _filters(request)
     if f is None:
         return HttpResponseBadRequest("invalid filters")

@@ -45,8 +45,8 @@ def test_export_requires_login(client):
 
 
 @pytest.mark.parametrize("name", PAGES)
-def test_pages_render_with_trivial_judges(client, annotator, computed, no_queue, name):
-    client.force_login(annotator)
+def test_pages_render_with_trivial_judges(client, annotator, staff_user, computed, no_queue, name):
+    client.force_login(staff_user if name == "annotators" else annotator)
     r = client.get(reverse(f"evaluation:{name}"))
     assert r.status_code == 200
     html = r.content.decode()
@@ -94,11 +94,19 @@ def test_winrate_matrix_cells_and_drilldown(client, annotator, computed, no_queu
     assert client.get(reverse("evaluation:winrate_cell"), {"x": "a"}).status_code == 400
 
 
-def test_leaderboard_and_annotators(client, annotator, computed, no_queue):
+def test_annotator_dashboard_is_staff_only(client, annotator, computed, no_queue):
+    client.force_login(annotator)
+    assert client.get(reverse("evaluation:annotators")).status_code == 403
+    assert client.get(reverse("evaluation:export", args=["annotators", "annotators", "csv"])).status_code == 403
+    assert reverse("evaluation:annotators") not in client.get(reverse("evaluation:alignment")).content.decode()
+
+
+def test_leaderboard_and_annotators(client, annotator, staff_user, computed, no_queue):
     client.force_login(annotator)
     rows = client.get(reverse("evaluation:leaderboard")).context["tables"][0].rows
     assert [r["policy"] for r in rows][0] == "rl"
     assert rows[0]["rating_ci"][0] < rows[0]["rating"] < rows[0]["rating_ci"][1]
+    client.force_login(staff_user)
     rows = {r["annotator"]: r for r in client.get(reverse("evaluation:annotators")).context["tables"][0].rows}
     assert rows["ann"]["n"] == 6 and rows["w2"]["n"] == 4
     assert rows["ann"]["gold_n"] == 1 and rows["ann"]["gold_acc"] == 1.0
@@ -110,8 +118,8 @@ def test_leaderboard_and_annotators(client, annotator, computed, no_queue):
                                         ("winrates", "winrates"), ("winrates", "winrates_by_judge"),
                                         ("leaderboard", "leaderboard"), ("annotators", "annotators"),
                                         ("annotators", "agreement")])
-def test_csv_and_json_export(client, annotator, computed, no_queue, page, table):
-    client.force_login(annotator)
+def test_csv_and_json_export(client, annotator, staff_user, computed, no_queue, page, table):
+    client.force_login(staff_user if page == "annotators" else annotator)
     url = reverse("evaluation:export", args=[page, table, "csv"])
     r = client.get(url, {"dataset": "small"})
     assert r.status_code == 200 and r["Content-Type"].startswith("text/csv")
