@@ -191,20 +191,22 @@ def post_text(post) -> str:
 
 
 def exemplar_pool(config: LabelerConfig, dataset_ids: Sequence[int], exclude_ids: Iterable[int]) -> list[P.Exemplar]:
-    """Human-labelled comparisons of the same datasets, not being labelled, by majority vote (ties dropped)."""
+    """Human-labelled comparisons of the same datasets, not being labelled, by majority vote (ties
+    dropped); of the first candidates by id, the shortest come first."""
     if config.shots == 0:
         return []
     votes = (HumanLabel.objects.filter(comparison__post__dataset_id__in=dataset_ids)
              .exclude(comparison_id__in=list(exclude_ids))
              .values("comparison_id").annotate(n=Count("id"), b=Sum("choice")).order_by("comparison_id"))
     chosen = [v for v in votes if 2 * v["b"] != v["n"]][: max(config.shots * 20, 50)]
+    # Exemplars take prompt room from every prompt: among the first candidates, the shortest first.
     comps = Comparison.objects.in_bulk([v["comparison_id"] for v in chosen])
     related = {c.pk: c for c in Comparison.objects.filter(pk__in=comps).select_related("post", "summary_a", "summary_b")}
     pool = []
     for v in chosen:
         c = related[v["comparison_id"]]
         pool.append(P.Exemplar(post_text(c.post), c.summary_a.text, c.summary_b.text, 2 if 2 * v["b"] > v["n"] else 1))
-    return pool
+    return sorted(pool, key=lambda e: len(e.text) + len(e.first) + len(e.second))
 
 
 def _job_exemplars(job: AILabelingJob) -> list[P.Exemplar]:
@@ -265,7 +267,10 @@ def ai_labeling_job_cancel(*, job: AILabelingJob) -> AILabelingJob:
 
 
 def _pending(job: AILabelingJob):
-    return (job.comparisons.exclude(ai_labels__config_id=job.config_id)
+    """Comparisons of the job still to label: no label of the config yet, or a failed label left
+    by another job (a new job retries failures; within a job a failure is not retried)."""
+    done = AILabel.objects.filter(config_id=job.config_id).filter(Q(error="") | Q(job_id=job.pk))
+    return (job.comparisons.exclude(pk__in=done.values("comparison_id"))
             .select_related("post__dataset", "summary_a", "summary_b").order_by("pk"))
 
 
@@ -278,6 +283,9 @@ def _write_chunk(job_id: int, config: LabelerConfig, results) -> AILabelingJob:
     ]
     with transaction.atomic():
         job = AILabelingJob.objects.select_for_update().get(pk=job_id)
+        # A failed label of an earlier job gives way to this attempt; a good label never does.
+        AILabel.objects.filter(config=config, comparison_id__in=[r.key for r in results]).exclude(error="").exclude(
+            job_id=job_id).delete()
         AILabel.objects.bulk_create(labels, ignore_conflicts=True)
         new_errors = [{"comparison": r.key, "error": r.error} for r in results if r.error]
         _recount(job)

@@ -232,3 +232,19 @@ def test_label_with_ai_command(comparisons, tiny_config, capsys):
     assert AILabel.objects.count() == 6
     with pytest.raises(CommandError, match="no labeler config 'nope'"):
         call_command("label_with_ai", config="nope")
+
+
+def test_a_new_job_retries_failed_labels_of_an_earlier_job(comparisons, tiny_config):
+    old = svc.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[:2], enqueue=False)
+    svc._write_chunk(old.pk, tiny_config, [PairResult(key=comparisons[0].pk, error="server down"),
+                                           PairResult(key=comparisons[1].pk, p_a=0.4, p_a_ab=0.4, p_a_ba=0.4,
+                                                      consistent=True)])
+    # Within the same job a failure is not retried (no endless loop) ...
+    assert list(svc._pending(old)) == []
+    new = svc.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[:2], enqueue=False)
+    assert [c.pk for c in svc._pending(new)] == [comparisons[0].pk]
+    new = svc.ai_labeling_job_run(job_id=new.pk)
+    assert new.status == JobStatus.DONE and new.done == 2 and new.failed == 0
+    assert AILabel.objects.filter(config=tiny_config).count() == 2
+    assert AILabel.objects.get(comparison=comparisons[0]).error == ""
+    assert AILabel.objects.get(comparison=comparisons[1]).p_a == 0.4  # a good label stays
