@@ -96,11 +96,14 @@ def label_pairs(backend: Backend, spec: LabelerSpec, pairs: Sequence[PairInput],
     results = [PairResult(key=p.key) for p in pairs]
     groups: list[list[Prompt]] = []
     live: list[int] = []
+    budget = spec.max_prompt_tokens
+    if budget and style.chain_of_thought:
+        budget -= spec.cot_max_tokens + 32  # room for the rationale (re-tokenized) and the ending
     for k, pair in enumerate(pairs):
         def build(t: str, pair=pair) -> list[Prompt]:
             return [_split(style, prefix, t, a, b) for a, b in _orders(spec, pair, t)]
         try:
-            text, truncated = P.fit_text(build, pair.text, backend.count_tokens, spec.max_prompt_tokens)
+            text, truncated = P.fit_text(build, pair.text, backend.count_tokens, budget)
         except ValueError as exc:
             results[k].error = str(exc)
             continue

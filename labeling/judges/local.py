@@ -67,6 +67,8 @@ class LocalBackend:
         self._prefix_ids: tuple[int, ...] | None = None
         self._prefix_kv = None  # list of (keys, values) per layer, batch 1
         self._answer_cache: dict = {}
+        cfg = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") else self.model.config
+        self.max_positions = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
 
     # --- tokens -----------------------------------------------------------------------------
 
@@ -250,9 +252,18 @@ class LocalBackend:
         ids = self._answer_ids(answers, context)
         seqs = [[self.encode(p) for p in g] for g in groups]
         shared = self.encode(Prompt(shared_prefix)) if shared_prefix is not None else None
-        logps = self.last_logprobs(seqs, shared)
+        limit = self.max_positions
+        too_long = {i for i, g in enumerate(seqs) if limit and max(len(s) for s in g) > limit}
+        fit = [i for i in range(len(seqs)) if i not in too_long]
+        fit_logps = iter(self.last_logprobs([seqs[i] for i in fit], shared))
+        logps = [None if i in too_long else next(fit_logps) for i in range(len(seqs))]
         out = []
         for g_seqs, g_logps in zip(seqs, logps):
+            if g_logps is None:
+                n = max(len(s) for s in g_seqs)
+                out.append([Scored(None, prompt_tokens=len(s), error=(
+                    f"prompt of {n} tokens exceeds the model's {limit} positions")) for s in g_seqs])
+                continue
             row = []
             for s, lp in zip(g_seqs, g_logps):
                 probs = torch.softmax(lp[ids], dim=-1).tolist()

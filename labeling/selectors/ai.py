@@ -56,11 +56,11 @@ def labeler_config_list() -> QuerySet[LabelerConfig]:
 
 def comparisons_to_label(*, config: LabelerConfig, dataset=None, limit: int | None = None,
                          only_unlabeled: bool = True) -> QuerySet[Comparison]:
-    """Comparisons (of a dataset, or all) in id order, without a label of `config` unless asked."""
+    """Comparisons (of a dataset, or all) in id order, without a good label of `config` unless asked."""
     qs = Comparison.objects.all()
     if dataset is not None:
         qs = qs.filter(post__dataset=dataset)
-    if only_unlabeled:
-        qs = qs.exclude(ai_labels__config=config)
+    if only_unlabeled:  # a failed label does not count: a new job retries it
+        qs = qs.exclude(pk__in=AILabel.objects.filter(config=config, error="").values("comparison_id"))
     qs = qs.order_by("pk")
     return qs[:limit] if limit else qs

@@ -169,3 +169,12 @@ def test_chat_template_wraps_the_body_and_keeps_prefix_reuse_exact(fresh_backend
     assert rendered.endswith(pairs[0].summary_b + "\nassistant: Preferred Summary=")
     results = label_pairs(backend, LabelerSpec(), pairs)
     assert results[0].p_a_ab == pytest.approx(_plain_p1(backend, prompt), abs=1e-4)
+
+
+def test_prompt_longer_than_the_model_is_a_per_prompt_error(fresh_backend):
+    backend = fresh_backend()
+    pair = _tldr_pairs(1)[0]
+    huge = PairInput(9, pair.text * 30, pair.summary_a, pair.summary_b)
+    results = label_pairs(backend, LabelerSpec(max_prompt_tokens=None), [huge, pair])
+    assert results[0].p_a is None and "exceeds the model's 1024 positions" in results[0].error
+    assert results[1].error == "" and 0 <= results[1].p_a <= 1
