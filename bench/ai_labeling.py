@@ -172,6 +172,13 @@ def main() -> None:
     # Both settings together: all FLOPs we computed over all the time we took.
     total_flops = sum(2 * non_emb * out[f"tokens_computed_{k}"] for k in ("0shot", "2shot"))
     total_time = sum(n_prompts / out[f"prompts_per_s_{k}"] for k in ("0shot", "2shot"))
+    # The machine is shared: measure the peak again and keep the higher figure (the stricter share).
+    peak_after = matmul_peak(torch, args.device, dtype)
+    if peak_after > peak:
+        for k in ("0shot", "2shot"):
+            out[f"peak_share_{k}"] = round(out[f"peak_share_{k}"] * peak / peak_after, 3)
+        peak = peak_after
+    out["matmul_peak_gflops"] = round(peak / 1e9, 1)
     out["peak_share"] = round(total_flops / total_time / peak, 3)
     out["load_average_after"] = os.getloadavg()
     print(json.dumps(out))
