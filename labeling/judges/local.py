@@ -16,6 +16,8 @@ agree within 1e-4 in fp32).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 from typing import Sequence
 
 from .base import Generated, Prompt, Scored, Usage
@@ -114,6 +116,24 @@ class LocalBackend:
             layer.keys, layer.values = k, v
         return cache
 
+    @contextlib.contextmanager
+    def _fused_activations(self):
+        """GPT-2's `gelu_new` (the tanh GELU written as seven elementwise ops) as PyTorch's fused
+        tanh GELU while we score: the same function up to float rounding (~5e-7), about 4x faster
+        on CPU. Instance-level `forward`, removed afterwards: the model object is left as it was."""
+        from transformers.activations import FastGELUActivation, NewGELUActivation
+
+        fused = functools.partial(self.torch.nn.functional.gelu, approximate="tanh")
+        swapped = [m for m in self.model.modules()
+                   if type(m) in (NewGELUActivation, FastGELUActivation) and "forward" not in vars(m)]
+        for m in swapped:
+            m.forward = fused
+        try:
+            yield
+        finally:
+            for m in swapped:
+                del m.forward
+
     @staticmethod
     def _kv(cache) -> list:
         return [(layer.keys, layer.values) for layer in cache.layers]
@@ -183,13 +203,14 @@ class LocalBackend:
             raise ValueError("cannot score an empty prompt")
         refs = flat + ([list(shared)] if shared is not None else [])
         lp = min(common_prefix_len(refs), min(len(s) for s in flat) - 1)
-        prefix_kv = self._prefix(flat[0][:lp])
+        with torch.inference_mode(), self._fused_activations():
+            prefix_kv = self._prefix(flat[0][:lp])
         post_len = [min(common_prefix_len(g), min(len(s) for s in g) - 1) - lp for g in groups]
         row_len = [post_len[i] + sum(len(s) - lp - post_len[i] for s in g) for i, g in enumerate(groups)]
         order = sorted(range(len(groups)), key=lambda i: row_len[i])
         out: list[list] = [[None] * len(g) for g in groups]
         dtype = next(self.model.parameters()).dtype
-        with torch.inference_mode():
+        with torch.inference_mode(), self._fused_activations():
             for b in range(0, len(order), self.batch_size):
                 batch = order[b: b + self.batch_size]
                 width = max(row_len[i] for i in batch)

@@ -178,3 +178,21 @@ def test_prompt_longer_than_the_model_is_a_per_prompt_error(fresh_backend):
     results = label_pairs(backend, LabelerSpec(max_prompt_tokens=None), [huge, pair])
     assert results[0].p_a is None and "exceeds the model's 1024 positions" in results[0].error
     assert results[1].error == "" and 0 <= results[1].p_a <= 1
+
+
+def test_scoring_uses_fused_gelu_and_leaves_the_model_as_it_was(fresh_backend):
+    """While scoring, GPT-2's `gelu_new` runs as PyTorch's fused tanh GELU (the same function to
+    float rounding); afterwards no module keeps the swapped `forward`."""
+    from transformers.activations import NewGELUActivation
+
+    backend = fresh_backend(sharpen=6.0)
+    acts = [m for m in backend.model.modules() if isinstance(m, NewGELUActivation)]
+    assert acts
+    x = torch.linspace(-12, 12, 4001)
+    with backend._fused_activations():
+        assert all("forward" in vars(m) for m in acts)
+        fused = acts[0](x)
+    assert not any("forward" in vars(m) for m in backend.model.modules())
+    assert (fused - acts[0](x)).abs().max() < 1e-5
+    label_pairs(backend, LabelerSpec(), _tldr_pairs(2))
+    assert not any("forward" in vars(m) for m in backend.model.modules())
