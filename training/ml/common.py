@@ -19,9 +19,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 
 STATE_FILE = "trainer_state.pt"
+
+
+def no_grad(fn: Callable) -> Callable:
+    """`torch.no_grad()` as a decorator that imports torch only when called.
+
+    torch is imported inside functions throughout training/ml so that importing a config
+    dataclass (the Django forms and services do) does not load torch into every web process.
+    """
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _noop(*args: Any, **kwargs: Any) -> None:
@@ -111,6 +128,7 @@ def make_accelerator(precision: str = "auto"):
 
     Run under `accelerate launch` for several GPUs; in a single process this is a thin wrapper.
     """
+    import torch
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
@@ -152,11 +170,13 @@ def main_process_hooks(hooks: Hooks, accelerator) -> Hooks:
 
 
 def set_seed(seed: int) -> None:
+    import torch
     random.seed(seed)
     torch.manual_seed(seed)
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0):
+    import torch
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name == "adafactor":
@@ -194,6 +214,7 @@ def total_steps(n: int, batch_size: int, epochs: int, max_steps: int = 0) -> int
 def save_checkpoint(ckpt_dir: str | Path, *, model, tokenizer, optimizer, step: int, extra: dict | None = None,
                     accelerator=None) -> str:
     """Write a resumable checkpoint atomically: a temp folder renamed over the previous one."""
+    import torch
     ckpt_dir = Path(ckpt_dir)
     if accelerator is not None:
         accelerator.wait_for_everyone()
@@ -220,6 +241,7 @@ def save_checkpoint(ckpt_dir: str | Path, *, model, tokenizer, optimizer, step: 
 
 
 def load_trainer_state(ckpt_dir: str | Path) -> dict:
+    import torch
     path = Path(ckpt_dir) / STATE_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path}: no trainer state; is {ckpt_dir} a checkpoint written by this project?")

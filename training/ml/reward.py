@@ -16,13 +16,13 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Sequence
 
 from . import common
 from .common import Hooks, TrainingDataError, TrainResult
+
+if TYPE_CHECKING:  # annotations only: torch is imported inside the functions that use it
+    import torch
 
 HIGH_CONFIDENCE = {1, 2, 8, 9}
 
@@ -61,6 +61,7 @@ class RewardConfig:
 
 def soft_label_loss(r_a: torch.Tensor, r_b: torch.Tensor, p_a: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy between softmax(r_A, r_B) and (p_a, 1 - p_a)."""
+    import torch.nn.functional as F
     margin = r_a - r_b
     return -(p_a * F.logsigmoid(margin) + (1 - p_a) * F.logsigmoid(-margin)).mean()
 
@@ -89,6 +90,7 @@ def encode(tokenizer, ex: dict, summary: str, max_length: int) -> list[int]:
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:
+    import torch
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -129,7 +131,7 @@ def validate_pairs(pairs: list[dict], *, what: str, need: str) -> None:
             raise TrainingDataError(f"reward model {what} pair {i}: field 'choice' must be 0 or 1, got {value!r}")
 
 
-@torch.no_grad()
+@common.no_grad
 def score_pairs(model, tokenizer, pairs: list[dict], max_length: int, batch_size: int = 32, device=None) -> list[float]:
     """r_A - r_B for each pair."""
     model.eval()
@@ -192,6 +194,7 @@ def train_reward(config: RewardConfig, train_pairs: list[dict], output_dir: str 
                  eval_pairs: list[dict] | None = None, hooks: Hooks | None = None,
                  resume_from: str | None = None) -> TrainResult:
     """Train on pairs ({subreddit, title, post, summary_a, summary_b, p_a}); evaluate on eval_pairs (with choice)."""
+    import torch
     hooks = hooks or Hooks()
     validate_pairs(train_pairs, what="training", need="p_a")
     if eval_pairs:
@@ -264,13 +267,14 @@ class RewardScorer:
     """A trained reward model as a reward function: (records, summaries) -> rewards."""
 
     def __init__(self, path: str, *, max_length: int = 1152, batch_size: int = 32, device: str | None = None):
+        import torch
         self.model, self.tokenizer = load_reward_model(path)
         self.max_length = model_max_length(self.tokenizer, self.model.config, max_length)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
         self.batch_size = batch_size
 
-    @torch.no_grad()
+    @common.no_grad
     def __call__(self, records: Sequence[dict], summaries: Sequence[str]) -> list[float]:
         out: list[float] = []
         for i in range(0, len(records), self.batch_size):

@@ -17,12 +17,13 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import common
 from .common import Hooks, TrainingDataError, TrainResult
+
+if TYPE_CHECKING:  # annotations only: torch is imported inside the functions that use it
+    import torch
 
 RewardFn = Callable[[Sequence[dict], Sequence[str]], Sequence[float]]
 """(post records, sampled summaries) -> one scalar reward per summary."""
@@ -76,6 +77,7 @@ def _completion_mask(completion_ids: torch.Tensor, eos_id: int, pad_id: int) -> 
 def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_width: int,
                       completion_mask: torch.Tensor, temperature: float) -> torch.Tensor:
     """Per-token log-probabilities of the completion part (zeros where masked)."""
+    import torch
     position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
     logits = logits[:, prompt_width - 1:-1].float() / temperature
@@ -86,6 +88,7 @@ def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
 
 def baseline_of(rewards: torch.Tensor, k: int, kind: str) -> torch.Tensor:
     """Baselines for rewards laid out as [prompt0 sample0..k-1, prompt1 ...]."""
+    import torch
     if kind == "leave_one_out" and k > 1:
         grouped = rewards.view(-1, k)
         return ((grouped.sum(dim=1, keepdim=True) - grouped) / (k - 1)).reshape(-1)
@@ -97,6 +100,7 @@ def baseline_of(rewards: torch.Tensor, k: int, kind: str) -> torch.Tensor:
 def train_rl(config: RLConfig, prompts: list[dict], reward_fn: RewardFn, output_dir: str | Path, *,
              hooks: Hooks | None = None, resume_from: str | None = None) -> TrainResult:
     """Optimize config.model on prompts ({subreddit, title, post}) against reward_fn."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     hooks = hooks or Hooks()

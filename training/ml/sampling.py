@@ -4,8 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
-
 from . import common
 
 
@@ -29,6 +27,7 @@ def generate_summaries(config: SamplingConfig, posts: list[dict], *,
                        on_progress: Callable[[int, int], None] | None = None,
                        should_stop: Callable[[], bool] | None = None) -> list[str]:
     """One summary per post ({subreddit, title, post}), stripped; may be empty if the model stops at once."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -10,11 +10,13 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from . import common
 from .common import Hooks, TrainingDataError, TrainResult
+
+if TYPE_CHECKING:  # annotations only: torch is imported inside the functions that use it
+    import torch
 
 
 @dataclass
@@ -59,6 +61,7 @@ def _encode(tokenizer, ex: dict, cfg: SFTConfig) -> tuple[list[int], list[int]]:
 
 
 def _collate(encoded: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    import torch
     width = max(len(p) + len(s) for p, s in encoded)
     ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
     labels = torch.full((len(encoded), width), -100, dtype=torch.long)
@@ -73,6 +76,7 @@ def _collate(encoded: list[tuple[list[int], list[int]]], pad_id: int) -> dict[st
 
 def _summed_loss(model, batch) -> tuple[torch.Tensor, int]:
     """Sum (not mean) of the token losses, so micro-batches add up to the batch mean exactly."""
+    import torch
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     shift_logits, shift_labels = logits[:, :-1].float(), batch["labels"][:, 1:]
     loss = torch.nn.functional.cross_entropy(
@@ -93,6 +97,7 @@ def validate_examples(examples: list[dict]) -> None:
 def train_sft(config: SFTConfig, examples: list[dict], output_dir: str | Path, *, hooks: Hooks | None = None,
               resume_from: str | None = None) -> TrainResult:
     """Fine-tune config.model on examples ({subreddit, title, post, summary}); save to output_dir/final."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     hooks = hooks or Hooks()
