@@ -50,6 +50,14 @@ class LaunchForm(forms.Form):
             qs = qs.filter(pk__in=d["comparison_ids"])
         return list(qs.values_list("pk", flat=True)[: d["limit"]] if d["limit"] else qs.values_list("pk", flat=True))
 
+    def launch(self, *, created_by) -> AILabelingJob | None:
+        """Queue a job for the chosen comparisons; None (with a form error) when none matches."""
+        ids = self.comparisons()
+        if not ids:
+            self.add_error(None, "No comparison matches: nothing to label.")
+            return None
+        return svc.ai_labeling_job_create(config=self.cleaned_data["config"], comparisons=ids, created_by=created_by)
+
 
 def _job_or_404(pk: int) -> AILabelingJob:
     try:
@@ -68,12 +76,8 @@ def ai_job_list(request: HttpRequest) -> HttpResponse:
 def ai_job_launch(request: HttpRequest) -> HttpResponse:
     form = LaunchForm(request.POST or None, initial={"config": request.GET.get("config")})
     if request.method == "POST" and form.is_valid():
-        ids = form.comparisons()
-        if not ids:
-            form.add_error(None, "No comparison matches: nothing to label.")
-        else:
-            job = svc.ai_labeling_job_create(config=form.cleaned_data["config"], comparisons=ids,
-                                             created_by=request.user)
+        job = form.launch(created_by=request.user)
+        if job is not None:
             messages.info(request, f"Job {job.pk} queued: {job.total} comparisons.")
             return redirect("labeling:ai_job_detail", pk=job.pk)
     return render(request, "labeling/ai/launch.html", {"form": form})

@@ -61,12 +61,8 @@ class AILabelingJobAdmin(admin.ModelAdmin):
             raise PermissionDenied
         form = LaunchForm(request.POST or None, initial={"config": request.GET.get("config"), "only_unlabeled": True})
         if request.method == "POST" and form.is_valid():
-            ids = form.comparisons()
-            if not ids:
-                form.add_error(None, "No comparison matches: nothing to label.")
-            else:
-                job = svc.ai_labeling_job_create(config=form.cleaned_data["config"], comparisons=ids,
-                                                 created_by=request.user)
+            job = form.launch(created_by=request.user)
+            if job is not None:
                 self.message_user(request, f"Job {job.pk} queued: {job.total} comparisons.")
                 return redirect("labeling:ai_job_detail", pk=job.pk)
         context = {**self.admin_site.each_context(request), "title": "Launch an AI labeling job", "form": form,
