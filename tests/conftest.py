@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,25 @@ def staff_user(django_user_model):
 @pytest.fixture
 def annotator(django_user_model):
     return django_user_model.objects.create_user("ann", password="ann-pass-123")
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    """A Playwright page in Debian's chromium (no browser download); fails in CI when chromium is missing."""
+    require_service(f"Debian chromium ({CHROMIUM})", shutil.which(CHROMIUM) is not None)
+    # Playwright's sync API runs an event loop in this thread; the ORM calls in tests stay synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run",
+        ])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(15_000)
+        yield page
+        browser.close()

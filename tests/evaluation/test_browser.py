@@ -3,33 +3,15 @@ live server: log in, click a matrix cell (htmx drill-down), switch the judge (ht
 that a policy name with markup shows as text."""
 from __future__ import annotations
 
-import shutil
 
 import pytest
 
 from evaluation import services
 from evaluation.selectors import Filters
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-@pytest.fixture
-def browser_page(monkeypatch):
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip("Debian chromium not installed")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM calls beside Playwright's loop
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run",
-        ])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(15_000)
-        yield page
-        browser.close()
 
 
 @pytest.mark.django_db(transaction=True)

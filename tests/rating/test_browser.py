@@ -4,7 +4,6 @@ the rows; the left/right order is recorded and mapped back; a `<script>` summary
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
@@ -13,29 +12,11 @@ from labeling.services.queue import campaign_create
 
 from .conftest import make_dataset
 
-CHROMIUM = "/usr/bin/chromium"
 XSS = "<script>window.__pwned = 1</script> a summary with markup"
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.slow]
 
 
-@pytest.fixture
-def browser_page(monkeypatch):
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip("Debian chromium not installed")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls here are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run",
-        ])
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.set_default_timeout(15_000)
-        yield page
-        browser.close()
 
 
 def _current(page) -> int:
