@@ -32,41 +32,29 @@ LOG_MAX_CHARS = 200_000
 # --- creating runs ------------------------------------------------------------------------------
 
 
-def _dataset(value) -> Dataset | None:
+def _by_id_or_name(model, value, *, field: str, what: str):
+    """A row given as itself, its id or its name (None for empty); a missing one is a ValidationError on field."""
     if value in (None, ""):
         return None
-    if isinstance(value, Dataset):
+    if isinstance(value, model):
         return value
-    qs = Dataset.objects.filter(pk=value) if str(value).isdigit() else Dataset.objects.filter(name=value)
-    found = qs.first()
+    text = str(value).removeprefix("artifact:") if model is ModelArtifact else str(value)
+    found = (model.objects.filter(pk=text) if text.isdigit() else model.objects.filter(name=text)).first()
     if found is None:
-        raise ValidationError({"dataset": f"no dataset {value!r}"})
+        raise ValidationError({field: f"no {what} {value!r}"})
     return found
+
+
+def _dataset(value) -> Dataset | None:
+    return _by_id_or_name(Dataset, value, field="dataset", what="dataset")
 
 
 def _artifact(value, field: str) -> ModelArtifact | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, ModelArtifact):
-        return value
-    text = str(value).removeprefix("artifact:")
-    qs = ModelArtifact.objects.filter(pk=text) if text.isdigit() else ModelArtifact.objects.filter(name=text)
-    found = qs.first()
-    if found is None:
-        raise ValidationError({field: f"no model artifact {value!r}"})
-    return found
+    return _by_id_or_name(ModelArtifact, value, field=field, what="model artifact")
 
 
 def _labeler_config(value) -> LabelerConfig | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, LabelerConfig):
-        return value
-    qs = LabelerConfig.objects.filter(pk=value) if str(value).isdigit() else LabelerConfig.objects.filter(name=value)
-    found = qs.first()
-    if found is None:
-        raise ValidationError({"labeler_config": f"no labeler config {value!r}"})
-    return found
+    return _by_id_or_name(LabelerConfig, value, field="labeler_config", what="labeler config")
 
 
 def _enqueue(run_id: int) -> None:
