@@ -181,8 +181,8 @@ def test_prompt_longer_than_the_model_is_a_per_prompt_error(fresh_backend):
 
 
 def test_scoring_uses_fused_gelu_and_leaves_the_model_as_it_was(fresh_backend):
-    """While scoring, GPT-2's `gelu_new` runs as PyTorch's fused tanh GELU (the same function to
-    float rounding); afterwards no module keeps the swapped `forward`."""
+    """While scoring, GPT-2's `gelu_new` runs as our `gelu_tanh` (the same function to float
+    rounding); afterwards no module keeps the swapped `forward`."""
     from transformers.activations import NewGELUActivation
 
     backend = fresh_backend(sharpen=6.0)
