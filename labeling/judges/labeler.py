@@ -104,7 +104,7 @@ def label_pairs(backend: Backend, spec: LabelerSpec, pairs: Sequence[PairInput],
             return [_split(style, prefix, t, a, b) for a, b in _orders(spec, pair, t)]
         try:
             text, truncated = P.fit_text(build, pair.text, backend.count_tokens, budget)
-        except ValueError as exc:
+        except (ValueError, JudgeError) as exc:
             results[k].error = str(exc)
             continue
         results[k].truncated = truncated

@@ -5,6 +5,8 @@ Bounded concurrency (a thread pool), a timeout per request, retries with exponen
 connection errors, 429 and 5xx; the API key comes from an environment variable. If the top
 logprobs lack "1" or "2" the prompt fails with an explicit error: we never guess 0.5.
 Prefix reuse is the server's business (vLLM's automatic prefix caching does it).
+Token counts (for `max_prompt_tokens`) come from the server's `/tokenize` endpoint where it has one
+(vLLM); elsewhere (OpenAI, Ollama) they are estimated at 4 characters a token.
 """
 from __future__ import annotations
 
@@ -27,10 +29,14 @@ def _norm(token: str) -> str:
 class OpenAIHTTPBackend:
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
                  max_retries: int = 4, backoff: float = 1.0, concurrency: int = 8, top_logprobs: int = 5,
-                 extra_body: dict | None = None, send_top_k: bool = True):
+                 extra_body: dict | None = None, send_top_k: bool = True, server_token_counts: bool = True):
         if not base_url:
             raise ValueError("the OpenAI-compatible backend needs a base_url (e.g. http://localhost:8000/v1)")
         self.url = base_url.rstrip("/") + "/completions"
+        root = base_url.rstrip("/")
+        self.tokenize_url = (root[:-3] if root.endswith("/v1") else root) + "/tokenize"
+        # None: not tried yet; False: the server has no /tokenize, so counts are estimates.
+        self.server_token_counts: bool | None = None if server_token_counts else False
         self.model = model
         self.api_key = os.environ.get(api_key_env, "") if api_key_env else ""
         self.timeout, self.max_retries, self.backoff = timeout, max_retries, backoff
@@ -42,29 +48,31 @@ class OpenAIHTTPBackend:
 
     # --- transport ----------------------------------------------------------------------------
 
-    def _post(self, body: dict) -> dict:
+    def _post(self, body: dict, *, url: str | None = None, retries: int | None = None) -> dict:
+        url = url or self.url
+        retries = self.max_retries if retries is None else retries
         data = json.dumps({"model": self.model, **self.extra_body, **body}).encode("utf-8")
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         last = ""
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
-            req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+            req = urllib.request.Request(url, data=data, headers=headers, method="POST")
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     return json.loads(resp.read().decode("utf-8"))
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode("utf-8", "replace")[:300]
-                last = f"HTTP {exc.code} from {self.url}: {detail}"
+                last = f"HTTP {exc.code} from {url}: {detail}"
                 if exc.code != 429 and exc.code < 500:
                     raise JudgeError(last) from exc
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-                last = f"cannot reach {self.url}: {exc}"
+                last = f"cannot reach {url}: {exc}"
             except json.JSONDecodeError as exc:
-                raise JudgeError(f"invalid JSON from {self.url}: {exc}") from exc
-        raise JudgeError(f"{last} (after {self.max_retries + 1} attempts)")
+                raise JudgeError(f"invalid JSON from {url}: {exc}") from exc
+        raise JudgeError(f"{last} (after {retries + 1} attempts)")
 
     def _map(self, fn, items):
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
@@ -73,7 +81,20 @@ class OpenAIHTTPBackend:
     # --- the backend API ------------------------------------------------------------------------
 
     def count_tokens(self, prompt: Prompt) -> int:
-        # No tokenizer here: ~4 characters a token, so max_prompt_tokens is approximate.
+        """The server's count (vLLM's `/tokenize`) where it has one, else ~4 characters a token."""
+        if self.server_token_counts is not False:
+            try:
+                resp = self._post({"prompt": prompt.text}, url=self.tokenize_url, retries=1)
+                count = int(resp["count"]) if "count" in resp else len(resp["tokens"])
+                self.server_token_counts = True
+                return count
+            except JudgeError:
+                if self.server_token_counts is None:
+                    self.server_token_counts = False  # no such endpoint here: estimate from now on
+                else:
+                    raise  # it worked before: a failure now is the server's, not a missing endpoint
+            except (KeyError, TypeError, ValueError):
+                self.server_token_counts = False
         return math.ceil(len(prompt.text) / 4)
 
     def _score_one(self, prompt: Prompt, answers: Sequence[str]) -> Scored:

@@ -21,6 +21,8 @@ class FakeCompletions:
         self.headers: list[dict] = []
         self.fail_first = 0  # answer this many requests with HTTP 503 first
         self.drop_token = None  # leave this token out of top_logprobs
+        self.tokenize = False  # serve vLLM's /tokenize (a token per whitespace-separated word)
+        self.tokenize_requests: list[dict] = []
 
     def reply(self, body: dict) -> dict:
         prompt = body["prompt"]
@@ -50,21 +52,30 @@ def server():
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path == "/tokenize":
+                with lock:
+                    fake.tokenize_requests.append(body)
+            if self.path == "/tokenize" and fake.tokenize:
+                words = body["prompt"].split()
+                return self._json({"count": len(words), "max_model_len": 4096, "tokens": list(range(len(words)))})
+            if self.path != "/v1/completions":
+                self.send_response(404)
+                self.end_headers()
+                return
             with lock:
                 fake.requests.append(body)
                 fake.headers.append(dict(self.headers))
                 fail = fake.fail_first > 0
                 fake.fail_first -= fail
-            if self.path != "/v1/completions":
-                self.send_response(404)
-                self.end_headers()
-                return
             if fail:
                 self.send_response(503)
                 self.end_headers()
                 self.wfile.write(b"busy")
                 return
-            data = json.dumps(fake.reply(body)).encode()
+            self._json(fake.reply(body))
+
+        def _json(self, reply: dict):
+            data = json.dumps(reply).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -137,3 +148,27 @@ def test_chain_of_thought_and_self_consistency_over_http(server):
     scoring = [r["prompt"] for r in server.requests if r["max_tokens"] == 1]
     assert any(p.endswith("Rationale: Rationale number 1.\n\nPreferred Summary=") for p in scoring)
     assert res.p_a_ab == pytest.approx(0.8)
+
+
+def test_prompt_budget_uses_the_servers_token_count_where_it_has_one(server):
+    """vLLM's /tokenize gives exact counts: a long post is cut (never the summaries) until each
+    order's prompt fits max_prompt_tokens by the server's own count."""
+    server.tokenize = True
+    post = " ".join(f"word{i}" for i in range(400))
+    pair = PairInput(3, post, "A much longer first summary.", "Short.")
+    backend = OpenAIHTTPBackend(server.url, "m")
+    res = label_pairs(backend, LabelerSpec(max_prompt_tokens=200), [pair])[0]
+    assert backend.server_token_counts is True and server.tokenize_requests
+    assert not res.error and res.truncated
+    sent = [r["prompt"] for r in server.requests]
+    assert len(sent) == 2
+    assert all(150 < len(p.split()) <= 200 for p in sent)  # cut to fit, not far below the budget
+    assert all("A much longer first summary." in p and "Short." in p for p in sent)
+
+
+def test_without_a_tokenize_endpoint_counts_are_estimated(server):
+    backend = OpenAIHTTPBackend(server.url, "m")
+    res = label_pairs(backend, LabelerSpec(max_prompt_tokens=2048), PAIRS[:1])[0]
+    assert not res.error and backend.server_token_counts is False
+    assert len(server.requests) == 2
+    assert len(server.tokenize_requests) == 1  # asked once, got 404, estimated from then on
