@@ -69,3 +69,9 @@ def browser_page(monkeypatch):
         page.set_default_timeout(15_000)
         yield page
         browser.close()
+        # While Playwright's loop runs, the ORM keeps its connections in that context's storage,
+        # which pytest-django's teardown does not see: close them here, or the test database
+        # cannot be dropped at the end ("being accessed by other users").
+        from django.db import connections
+
+        connections.close_all()
