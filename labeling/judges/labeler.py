@@ -185,7 +185,12 @@ def rating_to_reward(probs: Sequence[float]) -> float:
 def rate_summaries(backend: Backend, items: Sequence[tuple[str, str]]) -> list[float]:
     """Direct RLAIF rewards in [-1, 1] for (text, summary) items."""
     prompts = [Prompt(P.rating_prompt(t, s)[: -len(P.SEP + P.RATING_ENDING)], P.SEP + P.RATING_ENDING) for t, s in items]
-    return [rating_to_reward(s.probs) for s in backend.rate(prompts, P.RATING_ENDING)]
+    rewards = []
+    for k, scored in enumerate(backend.rate(prompts, P.RATING_ENDING)):
+        if scored.probs is None:  # a reward is never made up: the caller's step fails with the reason
+            raise JudgeError(f"direct rating of item {k} failed: {scored.error}")
+        rewards.append(rating_to_reward(scored.probs))
+    return rewards
 
 
 ProgressFn = Callable[[int, int], None]

@@ -130,20 +130,30 @@ class OpenAIHTTPBackend:
         scored = iter(self._map(lambda p: self._score_one(p, tuple(answers)), flat))
         return [[next(scored) for _ in g] for g in groups]
 
+    def _top(self, text: str) -> dict[str, float]:
+        resp = self._post({"prompt": text, "max_tokens": 1, "temperature": 0, "logprobs": self.top_logprobs})
+        return resp["choices"][0]["logprobs"]["top_logprobs"][0]
+
     def rate(self, prompts: Sequence[Prompt], context: str = "Score=") -> list[Scored]:
-        """1..10 scores; top_logprobs hold single tokens, so a split "10" is not seen (counts as 0)."""
+        """Normalized P(1..10) after each rating prompt. Where the server's tokenizer has no single
+        "10" token, "10" is "1" then "0": a second request (the prompt + "1") reads P("0" | "1"),
+        so P(10) = P("1") P("0" | "1") and P(1) = P("1") (1 - P("0" | "1")), as the local backend
+        does."""
         answers = tuple(str(i) for i in range(1, 11))
 
         def one(p: Prompt) -> Scored:
             try:
-                resp = self._post({"prompt": p.text, "max_tokens": 1, "temperature": 0, "logprobs": self.top_logprobs})
-                top = resp["choices"][0]["logprobs"]["top_logprobs"][0]
+                top = self._top(p.text)
+                mass = {a: 0.0 for a in answers}
+                for token, logprob in top.items():
+                    if _norm(token) in mass:
+                        mass[_norm(token)] += math.exp(logprob)
+                if mass["1"] > 0 and not any(_norm(t) == "10" for t in top):
+                    after_one = self._top(p.text + "1")
+                    p0 = sum(math.exp(lp) for t, lp in after_one.items() if _norm(t) == "0")
+                    mass["10"], mass["1"] = mass["1"] * p0, mass["1"] * (1 - p0)
             except (JudgeError, KeyError, IndexError, TypeError) as exc:
                 return Scored(None, error=str(exc))
-            mass = {a: 0.0 for a in answers}
-            for token, logprob in top.items():
-                if _norm(token) in mass:
-                    mass[_norm(token)] += math.exp(logprob)
             total = sum(mass.values())
             if total == 0:
                 return Scored(None, error="no score token 1..10 among the top logprobs")

@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from labeling.judges.labeler import LabelerSpec, PairInput, label_pairs
+from labeling.judges.base import JudgeError
+from labeling.judges.labeler import LabelerSpec, PairInput, label_pairs, rate_summaries
 from labeling.judges.openai_http import OpenAIHTTPBackend
 
 
@@ -30,6 +31,10 @@ class FakeCompletions:
             texts = [f" Rationale number {i}." for i in range(body.get("n", 1))]
             return {"choices": [{"index": i, "text": t} for i, t in enumerate(texts)],
                     "usage": {"prompt_tokens": 10, "completion_tokens": 4 * len(texts)}}
+        if prompt.endswith("Score="):  # direct rating: "10" is not one token on this server
+            return self._top({"1": 0.4, "5": 0.4, " 7": 0.2})
+        if prompt.endswith("Score=1"):
+            return self._top({"0": 0.5, "\n": 0.5})
         s1 = prompt.rsplit("Summary 1 - ", 1)[1].split("\n\nSummary 2 - ")[0]
         s2 = prompt.rsplit("Summary 2 - ", 1)[1].split("\n\n")[0]
         p1 = 0.8 if len(s1) > len(s2) else 0.3
@@ -39,6 +44,12 @@ class FakeCompletions:
         return {"choices": [{"index": 0, "text": "1", "logprobs": {"tokens": ["1"], "token_logprobs": [top.get("1", -9.0)],
                                                                    "top_logprobs": [top]}}],
                 "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": 1}}
+
+
+    def _top(self, probs: dict) -> dict:
+        top = {k: math.log(v) for k, v in probs.items() if k.strip() != self.drop_token}
+        return {"choices": [{"index": 0, "text": "", "logprobs": {"top_logprobs": [top]}}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 1}}
 
 
 @pytest.fixture
@@ -172,3 +183,20 @@ def test_without_a_tokenize_endpoint_counts_are_estimated(server):
     assert not res.error and backend.server_token_counts is False
     assert len(server.requests) == 2
     assert len(server.tokenize_requests) == 1  # asked once, got 404, estimated from then on
+
+
+def test_direct_rating_reads_a_split_10_with_a_second_request(server):
+    """P("1") = 0.4 splits into P(1) = 0.2 and P(10) = 0.2 by P("0" | "1") = 0.5; the reward is
+    the expected score 0.2*1 + 0.4*5 + 0.2*7 + 0.2*10 = 5.6 rescaled to [-1, 1]."""
+    reward = rate_summaries(OpenAIHTTPBackend(server.url, "m"), [("A post.", "A summary.")])[0]
+    assert reward == pytest.approx((5.6 - 1) / 4.5 - 1)
+    assert [r["prompt"][-7:] for r in server.requests] == ["\nScore=", "Score=1"]
+
+
+def test_a_failed_direct_rating_is_an_error_not_a_made_up_reward(server):
+    server.drop_token = "1"
+    server.requests.clear()
+    server.fail_first = 100
+    backend = OpenAIHTTPBackend(server.url, "m", backoff=0.01, max_retries=0)
+    with pytest.raises(JudgeError, match="direct rating of item 0 failed: HTTP 503"):
+        rate_summaries(backend, [("A post.", "A summary.")])
