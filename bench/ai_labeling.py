@@ -67,21 +67,15 @@ def attention_pairs(prefix: int, groups: list[list[list[int]]]) -> int:
 
 
 def matmul_peak(torch, device: str, dtype, seconds: float = 3.0) -> float:
+    """The best `matmul_probe` over `seconds` (after warm-up)."""
     n = 2048
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
     best, t_end = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < t_end:
-        t0 = time.perf_counter()
-        for _ in range(5):
-            a @ b
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        best = max(best, 5 * 2 * n ** 3 / (time.perf_counter() - t0))
+        best = max(best, matmul_probe(torch, device, dtype, a, b))
     return best
 
 

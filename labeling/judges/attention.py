@@ -89,26 +89,21 @@ def row_attention_forward(module, query, key, value, attention_mask, scaling=Non
         end = tails[-1][1] if tails else post_end
         seen = lp + post_end  # keys every query of the row may see: prefix + (padding) + post
         q, k, v = query[r:r + 1], key[r:r + 1], value[r:r + 1]
-        if seen > lp + first or lp:
+        acc = acc_lse = None
+        if lp or post_end > first:
             mask = attention_mask[r:r + 1, :, first:end, :seen]
             acc, acc_lse = _flash(q[:, :, first:end], k[:, :, :seen], v[:, :, :seen], scale,
                                   mask=mask.to(query.dtype) if mask.dtype != torch.bool else mask)
-        else:
-            acc = acc_lse = None
-        parts = []
         for t0, t1 in tails:
             o, lse = _flash(q[:, :, t0:t1], k[:, :, lp + t0: lp + t1], v[:, :, lp + t0: lp + t1], scale, causal=True)
-            if acc is None:
-                parts.append(o)
+            if acc is None:  # nothing before the tails: its own keys are all a tail query sees
+                out[r, t0:t1] = o[0].transpose(0, 1)
                 continue
             a, a_lse = acc[:, :, t0 - first: t1 - first], acc_lse[:, :, t0 - first: t1 - first]
             new = torch.logaddexp(a_lse, lse)
             a.mul_(torch.exp(a_lse - new)[..., None]).add_(o.mul_(torch.exp(lse - new)[..., None]))
         if acc is not None:
             out[r, first:end] = acc[0].transpose(0, 1)
-        else:
-            for (t0, t1), o in zip(tails, parts):
-                out[r, t0:t1] = o[0].transpose(0, 1)
     return out, None
 
 

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from labeling.judges import attention as A
+from labeling.judges import prompts as P
+from labeling.judges.base import Prompt
 from labeling.judges.labeler import LabelerSpec, label_pairs
 from tests.ai.test_local_backend import _plain_p1, _tldr_pairs
 
@@ -79,9 +81,6 @@ def test_backend_scores_with_row_attention_on_cpu(fresh_backend, monkeypatch):
     results = label_pairs(backend, LabelerSpec(), pairs)
     assert calls, "the rows were scored by SDPA, not by row attention"
     assert backend.model.config._attn_implementation == before
-    from labeling.judges.base import Prompt
-    from labeling.judges import prompts as P
-
     style = LabelerSpec().style
     for pair, r in zip(pairs, results):
         ab = Prompt(P.prompt_prefix(style, []) + P.sample_block(style, pair.text, pair.summary_a, pair.summary_b),
