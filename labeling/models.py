@@ -348,9 +348,53 @@ class AILabelingJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of a worker on this job (the sweeper's clock).")
+    recoveries = models.PositiveIntegerField(
+        default=0, help_text="Times the sweeper found the job's workers lost and queued it again.")
+    log = models.TextField(blank=True, help_text="Lifecycle events: started, lost, recovered, resumed.")
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
 
     def __str__(self) -> str:
         return f"AI labeling job {self.pk} ({self.config})"
+
+
+class ChunkStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    LEASED = "leased", "Leased"
+    DONE = "done", "Done"
+
+
+class AIChunk(models.Model):
+    """A unit of work of an AI labeling job that any `gpu` worker can lease: the job's comparisons
+    with ids in [first_comparison_id, last_comparison_id]. A lease expires unless its worker's
+    heartbeat extends it, so a dead worker's chunk returns to the pool by itself."""
+
+    job = models.ForeignKey(AILabelingJob, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    first_comparison_id = models.BigIntegerField()
+    last_comparison_id = models.BigIntegerField()
+    size = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=ChunkStatus.choices, default=ChunkStatus.PENDING)
+    leased_by = models.CharField(max_length=200, blank=True, help_text="Worker and lease token.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Leases taken; more than one means a worker was lost.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "index"], name="aichunk_unique_index"),
+            models.CheckConstraint(condition=Q(first_comparison_id__lte=F("last_comparison_id")),
+                                   name="aichunk_range_ordered"),
+            models.CheckConstraint(condition=~Q(status="leased") | Q(lease_expires_at__isnull=False),
+                                   name="aichunk_lease_has_expiry"),
+        ]
+        indexes = [models.Index(fields=["job", "status", "lease_expires_at"])]
+
+    def __str__(self) -> str:
+        return f"chunk {self.index} of job {self.job_id}"
 
 
 class AILabel(models.Model):

@@ -64,6 +64,10 @@ class TrainingRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(
+        max_length=64, blank=True, help_text="Which execution owns the run; a worker that lost it stops writing.")
+    recoveries = models.PositiveIntegerField(
+        default=0, help_text="Times its worker was lost and the run was queued again from its checkpoint.")
 
     class Meta:
         ordering = ["-created_at"]
