@@ -1,6 +1,8 @@
 """Evaluation metrics on plain numpy arrays (no Django): alignment, position bias, win rates with
 Wilson and bootstrap intervals, Bradley-Terry ratings with a fast count-resampling bootstrap,
 length-controlled win rate, inter-annotator agreement and the two trivial reference judges.
+The rules shared with the rest of the app (high confidence, majority, the trivial judges) come
+from `labeling.formats`, their one home.
 
 Conventions used throughout:
 - A *judge score* for a comparison is P(summary A preferred) in [0, 1]; its verdict is A when the
@@ -13,15 +15,15 @@ Conventions used throughout:
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from labeling import formats
+
 Z95 = 1.959963984540054
-HIGH_CONFIDENCE = (1, 2, 8, 9)
-_WORD = re.compile(r"\w+")
+HIGH_CONFIDENCE = formats.HIGH_CONFIDENCE
 
 
 # --- proportions --------------------------------------------------------------------------------
@@ -93,8 +95,7 @@ class HumanVerdicts:
     @property
     def high_confidence(self) -> np.ndarray:
         """The paper's subset (confidence 1, 2, 8, 9), for several labels via the mean confidence."""
-        c = self.mean_confidence
-        return np.isfinite(c) & ((c <= 2) | (c >= 8))
+        return np.asarray(formats.is_high_confidence(self.mean_confidence), dtype=bool)
 
 
 def human_majority(item_ids, choices, confidences=None) -> HumanVerdicts:
@@ -107,7 +108,7 @@ def human_majority(item_ids, choices, confidences=None) -> HumanVerdicts:
     items, inv = np.unique(item_ids, return_inverse=True)
     k = np.bincount(inv, minlength=len(items)).astype(float)
     n_a = np.bincount(inv, weights=1.0 - choices, minlength=len(items))
-    score = np.where(2 * n_a > k, 1.0, np.where(2 * n_a < k, 0.0, 0.5))
+    score = formats.majority_score(n_a, k)
     if confidences is None:
         conf = np.full(len(items), np.nan)
     else:
@@ -525,8 +526,9 @@ def agreement_with_others_majority(item_ids, rater_ids, choices) -> dict:
     a = np.bincount(inv, weights=1.0 - c)
     others_k = k[inv] - 1
     others_a = a[inv] - (1.0 - c)
-    counted = (others_k > 0) & (2 * others_a != others_k)
-    majority_is_a = 2 * others_a > others_k
+    others_score = formats.majority_score(others_a, others_k)
+    counted = (others_k > 0) & (others_score != 0.5)
+    majority_is_a = others_score == 1.0
     agree = (majority_is_a == (c == 0)) & counted
     raters, rinv = np.unique(rater_ids, return_inverse=True)
     n = np.bincount(rinv, weights=counted.astype(float), minlength=len(raters))
@@ -537,36 +539,29 @@ def agreement_with_others_majority(item_ids, rater_ids, choices) -> dict:
 # --- trivial reference judges -------------------------------------------------------------------
 
 
-TRIVIAL_JUDGES = {
-    "longer": "Trivial: prefer the longer summary",
-    "overlap": "Trivial: prefer more distinct words shared with the post",
-}
+TRIVIAL_JUDGES = formats.TRIVIAL_JUDGES
 
 
 def longer_judge(texts_a: Sequence[str], texts_b: Sequence[str]) -> np.ndarray:
     """P(A) of the judge that prefers the longer summary (characters); 0.5 when equal."""
-    la = np.fromiter((len(t) for t in texts_a), float, len(texts_a))
-    lb = np.fromiter((len(t) for t in texts_b), float, len(texts_b))
-    return np.where(la > lb, 1.0, np.where(la < lb, 0.0, 0.5))
+    return np.fromiter((formats.margin_score(formats.longer_margin(a, b)) for a, b in zip(texts_a, texts_b)),
+                       float, len(texts_a))
 
 
-def _words(text: str) -> set[str]:
-    return set(_WORD.findall(text.lower()))
-
-
-def overlap_judge(posts: Sequence[str], texts_a: Sequence[str], texts_b: Sequence[str]) -> np.ndarray:
-    """P(A) of the judge that prefers the summary sharing more distinct words with the post."""
-    out = np.empty(len(posts))
+def overlap_judge(sources: Sequence[str], texts_a: Sequence[str], texts_b: Sequence[str]) -> np.ndarray:
+    """P(A) of the judge that prefers the summary sharing more distinct words with its source
+    (`formats.overlap_source(title, post)`)."""
+    out = np.empty(len(sources))
     cache: dict[str, set[str]] = {}
-    for n, (post, a, b) in enumerate(zip(posts, texts_a, texts_b)):
-        pw = cache.get(post)
-        if pw is None:
-            pw = cache[post] = _words(post)
-        oa, ob = len(pw & _words(a)), len(pw & _words(b))
-        out[n] = 1.0 if oa > ob else 0.0 if oa < ob else 0.5
+    for n, (source, a, b) in enumerate(zip(sources, texts_a, texts_b)):
+        sw = cache.get(source)
+        if sw is None:
+            sw = cache[source] = formats.words(source)
+        out[n] = formats.margin_score(formats.overlap_margin(sw, a, b))
     return out
 
 
-def trivial_judges(posts: Iterable[str], texts_a: Sequence[str], texts_b: Sequence[str]) -> dict[str, np.ndarray]:
-    posts = list(posts)
-    return {"longer": longer_judge(texts_a, texts_b), "overlap": overlap_judge(posts, texts_a, texts_b)}
+def trivial_judges(sources: Iterable[str], texts_a: Sequence[str], texts_b: Sequence[str]) -> dict[str, np.ndarray]:
+    """Both trivial judges; `sources` are `formats.overlap_source(title, post)` of each comparison."""
+    sources = list(sources)
+    return {"longer": longer_judge(texts_a, texts_b), "overlap": overlap_judge(sources, texts_a, texts_b)}

@@ -17,6 +17,7 @@ from django.db.models import Case, Count, F, FloatField, IntegerField, Q, QueryS
 from django.db.models.functions import Length
 from django.utils import timezone
 
+from labeling import formats
 from labeling.models import (
     AILabel, Campaign, CampaignItem, Comparison, Dataset, HumanLabel, LabelerConfig, Policy, Post,
 )
@@ -242,7 +243,7 @@ def alignment_counts(f: Filters) -> dict[int, dict]:
         "CASE WHEN a.p_a = 0.5 THEN 0.5 WHEN (a.p_a > 0.5 AND hv.a_share > 0.5) "
         "OR (a.p_a < 0.5 AND hv.a_share < 0.5) THEN 1.0 ELSE 0.0 END"
     )
-    hc = "(hv.conf <= 2 OR hv.conf >= 8)"
+    hc = formats.high_confidence_sql("hv.conf")
     sql = f"""
         WITH hv AS (
             SELECT h.comparison_id AS cid, AVG(1.0 - h.choice) AS a_share, AVG(1.0 * h.confidence) AS conf
@@ -367,7 +368,8 @@ def ai_rows(f: Filters) -> dict[str, np.ndarray]:
 
 
 def comparison_rows(comparison_ids, with_texts: bool = True) -> dict[str, np.ndarray]:
-    """Policies, lengths (characters) and optionally texts of the given comparisons, in id order."""
+    """Policies, lengths (characters) and optionally texts of the given comparisons, in id order;
+    `source` is what the overlap judge reads (`formats.overlap_source`: title and post)."""
     ids = np.unique(np.asarray(comparison_ids, dtype=np.int64))
     fields = ["id", "summary_a__policy_id", "summary_b__policy_id", "len_a", "len_b"]
     if with_texts:
@@ -393,7 +395,8 @@ def comparison_rows(comparison_ids, with_texts: bool = True) -> dict[str, np.nda
         "len_b": np.array(out["len_b"], dtype=float),
     }
     if with_texts:
-        res.update(post=out["post__text"], text_a=out["summary_a__text"], text_b=out["summary_b__text"])
+        res.update(post=out["post__text"], text_a=out["summary_a__text"], text_b=out["summary_b__text"],
+                   source=[formats.overlap_source(t, p) for t, p in zip(out["post__title"], out["post__text"])])
     return res
 
 

@@ -188,7 +188,7 @@ def compute_dashboard(*, filters: Filters, rounds: int = DEFAULT_ROUNDS, seed: i
 
     hv = metrics.human_majority(H["cid"], H["choice"], H["confidence"])
     hv_pos = np.searchsorted(C["cid"], hv.item)
-    trivial = metrics.trivial_judges(C["post"], C["text_a"], C["text_b"]) if len(cids) else {
+    trivial = metrics.trivial_judges(C["source"], C["text_a"], C["text_b"]) if len(cids) else {
         "longer": np.zeros(0), "overlap": np.zeros(0)}
 
     # judges: (key, label, comparison positions, score for A)

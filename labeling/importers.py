@@ -34,16 +34,17 @@ Posts with reference summaries (`iter_posts`): ``id``, ``subreddit``, ``title``,
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import formats
+
 FORMATS = ("openai", "normalized", "trl")
-SUMMARIZATION = "summarization"
-DIALOGUE = "dialogue"
+SUMMARIZATION = formats.SUMMARIZATION
+DIALOGUE = formats.DIALOGUE
 UNKNOWN_POLICY = "unknown"
 REFERENCE_POLICY = "ref"
 DEFAULT_TRL_WORKER = "trl-import"
@@ -59,33 +60,12 @@ class ImportFileError(ValueError):
         super().__init__(f'{where}, field "{field}": {message}' if field else f"{where}: {message}")
 
 
-def text_digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+text_digest = formats.text_digest
+post_digest = formats.post_digest  # must equal `labeling.models.Post.content_digest` (a test checks it)
 
-
-def post_digest(subreddit: str, title: str, text: str) -> str:
-    """Must equal `labeling.models.Post.content_digest` (a test checks it)."""
-    return text_digest("\x1f".join([subreddit, title, text]))
-
-
-# --- the TL;DR prompt (same text as training.ml.common.format_prompt) ------------------------
-
-
-def format_tldr_prompt(subreddit: str, title: str, post: str) -> str:
-    head = f"SUBREDDIT: r/{subreddit}\n" if subreddit else ""
-    return f"{head}TITLE: {title}\nPOST: {post}\nTL;DR:"
-
-
-_TLDR_RE = re.compile(r"\A(?:SUBREDDIT: r/([^\n]*)\n)?TITLE: ([^\n]*)\nPOST: (.*)\nTL;DR:\Z", re.DOTALL)
-
-
-def parse_tldr_prompt(prompt: str) -> tuple[str, str, str] | None:
-    """(subreddit, title, post) when `prompt` is exactly a TL;DR prompt, else None."""
-    m = _TLDR_RE.match(prompt)
-    if not m:
-        return None
-    subreddit, title, post = m.group(1) or "", m.group(2), m.group(3)
-    return (subreddit, title, post) if format_tldr_prompt(subreddit, title, post) == prompt else None
+# The TL;DR prompt (the trl format's prompts) has its one home in labeling.formats.
+format_tldr_prompt = formats.format_tldr_prompt
+parse_tldr_prompt = formats.parse_tldr_prompt
 
 
 # --- records -----------------------------------------------------------------------------------

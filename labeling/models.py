@@ -8,16 +8,14 @@ confidences are on OpenAI's 9-point scale.
 """
 from __future__ import annotations
 
-import hashlib
-
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from . import formats
 
-def text_digest(text: str) -> str:
-    """sha256 of a text; lets the database enforce uniqueness of long texts with a short index."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+text_digest = formats.text_digest  # sha256 of a text: unique indexes on long texts stay short
 
 
 class TaskKind(models.TextChoices):
@@ -60,7 +58,7 @@ class Post(models.Model):
 
     @staticmethod
     def content_digest(subreddit: str, title: str, text: str) -> str:
-        return text_digest("\x1f".join([subreddit, title, text]))
+        return formats.post_digest(subreddit, title, text)
 
     def save(self, *args, **kwargs):
         self.content_sha256 = self.content_digest(self.subreddit, self.title, self.text)

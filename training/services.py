@@ -342,6 +342,7 @@ def direct_rlaif_reward_fn(config: LabelerConfig):
     on the config's backend (`labeling.services.ai_labeling.backend_for`, loaded once per worker).
     The post is shortened (never the summary) to fit the config's max_prompt_tokens and the model.
     """
+    from labeling.formats import labeler_text
     from labeling.judges.base import Prompt
     from labeling.judges.labeler import rate_summaries
     from labeling.judges.prompts import fit_text, rating_prompt
@@ -355,8 +356,7 @@ def direct_rlaif_reward_fn(config: LabelerConfig):
     def reward(records, summaries):
         items = []
         for record, summary in zip(records, summaries):
-            text = (f"SUBREDDIT: r/{record.get('subreddit', '')}\nTITLE: {record.get('title', '')}\nPOST: {record['post']}"
-                    if record.get("subreddit") or record.get("title") else record["post"])
+            text = labeler_text(record.get("subreddit", ""), record.get("title", ""), record["post"])
             text, _ = fit_text(lambda t, s=summary: [rating_prompt(t, s)], text,
                                lambda p: backend.count_tokens(Prompt(p)), max_tokens)
             items.append((text, summary))

@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
+from .. import formats
 from ..models import Assignment, AssignmentStatus, Campaign, CampaignItem, HumanLabel
 
 
@@ -177,9 +178,9 @@ def agreement_report(
         for who, choice in answers:
             others = totals.copy()
             others[choice] -= 1
-            if others[0] == others[1]:
+            majority = formats.majority_choice(others[0], others[1])
+            if majority is None:
                 continue
-            majority = 0 if others[0] > others[1] else 1
             stats[who].agree_n += 1
             stats[who].agree += int(choice == majority)
     return stats

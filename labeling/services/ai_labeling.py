@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
+from .. import formats
 from ..judges import prompts as P
 from ..judges.labeler import LabelerSpec, PairInput, choose_exemplars, label_pairs
 from ..models import (
@@ -184,10 +185,9 @@ def backend_for(config: LabelerConfig):
 
 
 def post_text(post) -> str:
-    """The `Text - ` of a prompt: the TL;DR layout for Reddit posts, the bare text for dialogues."""
-    if post.subreddit or post.title:
-        return f"SUBREDDIT: r/{post.subreddit}\nTITLE: {post.title}\nPOST: {post.text}"
-    return post.text
+    """The `Text - ` of a prompt (`formats.labeler_text`): the TL;DR layout for Reddit posts, the
+    bare text for dialogues."""
+    return formats.labeler_text(post.subreddit, post.title, post.text)
 
 
 def exemplar_pool(config: LabelerConfig, dataset_ids: Sequence[int], exclude_ids: Iterable[int]) -> list[P.Exemplar]:
@@ -198,14 +198,16 @@ def exemplar_pool(config: LabelerConfig, dataset_ids: Sequence[int], exclude_ids
     votes = (HumanLabel.objects.filter(comparison__post__dataset_id__in=dataset_ids)
              .exclude(comparison_id__in=list(exclude_ids))
              .values("comparison_id").annotate(n=Count("id"), b=Sum("choice")).order_by("comparison_id"))
-    chosen = [v for v in votes if 2 * v["b"] != v["n"]][: max(config.shots * 20, 50)]
+    scores = {v["comparison_id"]: formats.majority_score(v["n"] - v["b"], v["n"]) for v in votes}
+    chosen = [v for v in votes if scores[v["comparison_id"]] != 0.5][: max(config.shots * 20, 50)]
     # Exemplars take prompt room from every prompt: among the first candidates, the shortest first.
     comps = Comparison.objects.in_bulk([v["comparison_id"] for v in chosen])
     related = {c.pk: c for c in Comparison.objects.filter(pk__in=comps).select_related("post", "summary_a", "summary_b")}
     pool = []
     for v in chosen:
         c = related[v["comparison_id"]]
-        pool.append(P.Exemplar(post_text(c.post), c.summary_a.text, c.summary_b.text, 2 if 2 * v["b"] > v["n"] else 1))
+        preferred = 1 if scores[v["comparison_id"]] == 1.0 else 2
+        pool.append(P.Exemplar(post_text(c.post), c.summary_a.text, c.summary_b.text, preferred))
     return sorted(pool, key=lambda e: len(e.text) + len(e.first) + len(e.second))
 
 

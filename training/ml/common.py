@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from labeling import formats
+
 
 STATE_FILE = "trainer_state.pt"
 
@@ -265,10 +267,7 @@ def save_final(out_dir: str | Path, *, model, tokenizer, info: dict, accelerator
 # --- the prompt format (the paper's TL;DR format) -------------------------------------------
 
 
-def format_prompt(subreddit: str, title: str, post: str) -> str:
-    """`SUBREDDIT / TITLE / POST` then `TL;DR:`; the summary follows after one space."""
-    head = f"SUBREDDIT: r/{subreddit}\n" if subreddit else ""
-    return f"{head}TITLE: {title}\nPOST: {post}\nTL;DR:"
+format_prompt = formats.format_tldr_prompt  # `SUBREDDIT / TITLE / POST` then `TL;DR:`; one home: labeling.formats
 
 
 def fit_prompt(tokenizer, subreddit: str, title: str, post: str, max_tokens: int) -> str:

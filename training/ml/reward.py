@@ -12,11 +12,12 @@ baselines ("prefer the longer summary", "prefer the one sharing more distinct wo
 """
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
+
+from labeling import formats
 
 from . import common
 from .common import Hooks, TrainingDataError, TrainResult
@@ -24,7 +25,7 @@ from .common import Hooks, TrainingDataError, TrainResult
 if TYPE_CHECKING:  # annotations only: torch is imported inside the functions that use it
     import torch
 
-HIGH_CONFIDENCE = {1, 2, 8, 9}
+HIGH_CONFIDENCE = formats.HIGH_CONFIDENCE
 
 
 @dataclass
@@ -150,17 +151,14 @@ def score_pairs(model, tokenizer, pairs: list[dict], max_length: int, batch_size
 # --- the two trivial baselines -----------------------------------------------------------------
 
 
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9']+", text.lower()))
-
-
 def baseline_margins(pairs: list[dict]) -> dict[str, list[float]]:
-    """Margins (>0: prefer A) of "longer summary" and "more distinct words shared with the post"."""
-    longer = [float(len(ex["summary_a"]) - len(ex["summary_b"])) for ex in pairs]
+    """Margins (>0: prefer A) of the two trivial judges of `labeling.formats` ("longer summary",
+    "more distinct words shared with the title and post")."""
+    longer = [float(formats.longer_margin(ex["summary_a"], ex["summary_b"])) for ex in pairs]
     overlap = []
     for ex in pairs:
-        post = _words(ex.get("title", "") + " " + ex["post"])
-        overlap.append(float(len(_words(ex["summary_a"]) & post) - len(_words(ex["summary_b"]) & post)))
+        source = formats.words(formats.overlap_source(ex.get("title", ""), ex["post"]))
+        overlap.append(float(formats.overlap_margin(source, ex["summary_a"], ex["summary_b"])))
     return {"longer": longer, "overlap": overlap}
 
 
@@ -179,7 +177,7 @@ def evaluate(model, tokenizer, eval_pairs: list[dict], max_length: int, batch_si
     margins = score_pairs(model, tokenizer, eval_pairs, max_length, batch_size)
     base = baseline_margins(eval_pairs)
     choices = [ex["choice"] for ex in eval_pairs]
-    high = [i for i, ex in enumerate(eval_pairs) if ex.get("confidence") in HIGH_CONFIDENCE]
+    high = [i for i, ex in enumerate(eval_pairs) if formats.is_high_confidence(ex.get("confidence"))]
     result = {"eval_pairs": len(eval_pairs), "eval_pairs_high_confidence": len(high)}
     for name, m in [("rm", margins), ("longer_baseline", base["longer"]), ("overlap_baseline", base["overlap"])]:
         result[f"{name}_accuracy"] = accuracy(m, choices)
