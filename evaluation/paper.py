@@ -28,9 +28,16 @@ def table2_label(preamble: str, cot: bool, shots: int) -> str:
     return f"{preamble.capitalize()}{' + CoT' if cot else ''} {shots}-shot"
 
 
+# Our task names onto Table 2's columns: a "dialogue" dataset is the paper's helpful dialogue
+# task (HH-RLHF helpful); the harmlessness task has its own column.
+TABLE2_COLUMN = {"summarization": 0, "helpful": 1, "dialogue": 1, "harmless": 2}
+
+
 def table2_lookup(preamble: str, cot: bool, shots: int, task: str = "summarization") -> float | None:
-    """The paper's figure for a prompt setting on a task ("summarization", "helpful", "harmless")."""
+    """The paper's figure for a prompt setting on a task ("summarization", "dialogue" = "helpful",
+    "harmless"); None where the paper has none, or for a task it did not study."""
     row = TABLE2.get((preamble, bool(cot), int(shots)))
-    if row is None:
+    column = TABLE2_COLUMN.get(task)
+    if row is None or column is None:
         return None
-    return row[{"summarization": 0, "helpful": 1, "harmless": 2}.get(task, 0)]
+    return row[column]

@@ -324,3 +324,17 @@ def test_length_controlled_separation_gives_nan_not_overflow():
     # the "longer" judge: A preferred exactly when A is longer -> no maximum-likelihood estimate
     la, lb = [50, 80, 120, 200], [100, 100, 100, 100]
     assert math.isnan(m.length_controlled_win_rate([0, 0, 1, 1], la, lb)["rate"])
+
+
+# --- the paper's reference figures ----------------------------------------------------------------
+
+
+def test_table2_dialogue_labelers_are_compared_with_the_helpful_column():
+    from evaluation.paper import table2_lookup
+
+    assert table2_lookup("base", False, 0, "dialogue") == 67.8  # not summarization's 76.1
+    assert table2_lookup("base", False, 0, "summarization") == 76.1
+    assert table2_lookup("detailed", True, 0, "helpful") == 67.8
+    assert table2_lookup("base", False, 2, "harmless") == 72.1
+    assert table2_lookup("detailed", False, 8, "dialogue") is None  # the paper has no figure
+    assert table2_lookup("base", False, 0, "translation") is None  # no column: no made-up reference
