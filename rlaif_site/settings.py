@@ -159,8 +159,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    # Long GPU jobs ack late; Redis redelivers an unacknowledged job after this long.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=6 * 3600)}
+    # Tasks ack late; Redis hands an unacknowledged task to another worker after this long. A dead
+    # worker is found by the job sweeper (below) within about a minute, so this only has to exceed
+    # the longest task: an AI labeling task hands its job on after AI_LABELING_TASK_MAX_S. A training
+    # task outliving it is redelivered; the copy sees the run's heartbeat move and drops out.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=2 * 3600)}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ACKS_LATE = True
@@ -169,6 +172,24 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Long jobs: heartbeats and the sweeper (rlaif_site/jobs.py) ---------------------------------
+# Every worker runs the sweeper on a timer; a job whose heartbeat is older than JOB_STALE_S is
+# marked lost and queued again from its last chunk or checkpoint, at most JOB_MAX_RECOVERIES
+# times, then failed with the reason.
+JOB_HEARTBEAT_S = env.float("JOB_HEARTBEAT_S", default=5.0)
+JOB_STALE_S = env.float("JOB_STALE_S", default=30.0)
+JOB_SWEEP_EVERY_S = env.float("JOB_SWEEP_EVERY_S", default=10.0)
+JOB_MAX_RECOVERIES = env.int("JOB_MAX_RECOVERIES", default=3)
+JOB_SWEEPERS = [
+    "labeling.services.ai_labeling.ai_labeling_jobs_recover_stale",
+    "training.services.training_runs_recover_stale",
+    "evaluation.tasks.refreshes_recover_stale",
+]
+# An AI labeling job is split into chunks that any gpu worker leases; this many tasks are queued
+# per job (the most workers that can share it), and a task hands the job on after this long.
+AI_LABELING_PARALLEL = env.int("AI_LABELING_PARALLEL", default=8)
+AI_LABELING_TASK_MAX_S = env.float("AI_LABELING_TASK_MAX_S", default=1800.0)
 
 LOGGING = {
     "version": 1,

@@ -38,7 +38,7 @@ class AILabelingJobAdmin(admin.ModelAdmin):
                     "created_at", "job_page")
     list_filter = ("status", "config")
     readonly_fields = ("config", "status", "total", "done", "failed", "tokens_processed", "errors", "created_by",
-                       "created_at", "started_at", "finished_at", "job_page")
+                       "created_at", "started_at", "finished_at", "heartbeat_at", "recoveries", "log", "job_page")
     exclude = ("comparisons",)
     actions = ["resume_jobs", "cancel_jobs"]
 
@@ -69,10 +69,10 @@ class AILabelingJobAdmin(admin.ModelAdmin):
                    "opts": self.model._meta}
         return TemplateResponse(request, "labeling/ai/admin_launch.html", context)
 
-    @admin.action(description="Resume (queue again) the selected failed jobs")
+    @admin.action(description="Resume (queue again) the selected failed, cancelled or stalled jobs")
     def resume_jobs(self, request, queryset):
         n = 0
-        for job in queryset.filter(status__in=[JobStatus.FAILED, JobStatus.QUEUED, JobStatus.RUNNING]):
+        for job in queryset.exclude(status=JobStatus.DONE):
             svc.ai_labeling_job_resume(job=job)
             n += 1
         self.message_user(request, f"{n} job(s) queued again.")

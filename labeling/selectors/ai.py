@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from django.db.models import QuerySet
+from django.conf import settings
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from ..models import AILabel, AILabelingJob, Comparison, JobStatus, LabelerConfig
+from ..models import AILabel, AILabelingJob, ChunkStatus, Comparison, JobStatus, LabelerConfig
 
 
 @dataclass
@@ -19,6 +21,12 @@ class JobProgress:
     tokens_per_s: float | None
     eta_s: float | None
     running: bool
+    stalled: bool
+    """Running, but no worker has shown a sign of life for JOB_STALE_S: the sweeper will queue it again."""
+    chunks_done: int
+    chunks_total: int
+    workers: int
+    """Chunks leased right now (one per worker on the job)."""
 
 
 def ai_job_list() -> QuerySet[AILabelingJob]:
@@ -37,11 +45,17 @@ def ai_job_progress(*, job: AILabelingJob) -> JobProgress:
     made_here = job.labels.count() if job.started_at else 0
     rate = made_here / elapsed if elapsed > 0 and made_here else None
     remaining = max(job.total - processed, 0)
+    now = timezone.now()
+    stalled = job.status == JobStatus.RUNNING and (
+        job.heartbeat_at is None or job.heartbeat_at < now - timedelta(seconds=settings.JOB_STALE_S))
+    chunks = {row["status"]: row["n"] for row in job.chunks.values("status").annotate(n=Count("id"))}
+    live = job.chunks.filter(status=ChunkStatus.LEASED, lease_expires_at__gte=now).count() if chunks else 0
     return JobProgress(
         job=job, processed=processed, percent=round(percent, 1), elapsed_s=elapsed,
         labels_per_s=rate, tokens_per_s=(job.tokens_processed / elapsed if elapsed > 0 and job.tokens_processed else None),
-        eta_s=(remaining / rate if rate and job.status == JobStatus.RUNNING else None),
-        running=job.status in (JobStatus.QUEUED, JobStatus.RUNNING),
+        eta_s=(remaining / rate if rate and job.status == JobStatus.RUNNING and not stalled else None),
+        running=job.status in (JobStatus.QUEUED, JobStatus.RUNNING), stalled=stalled,
+        chunks_done=chunks.get(ChunkStatus.DONE, 0), chunks_total=sum(chunks.values()), workers=live,
     )
 
 

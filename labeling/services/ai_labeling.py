@@ -1,11 +1,13 @@
 """Writes for AI labeling: labeler configs (from JSON/YAML files), jobs, and running a job.
 
-A job runs in chunks: each chunk's comparisons are labelled, then its AILabels are written and
-the job's counters recomputed in one transaction. The comparisons still to do are always read
-from the database (job comparisons without an AILabel for the config), so a run that stops
-anywhere resumes where the last committed chunk left off, and a redelivered task (or two
-workers on the same job) never writes a label twice: the database allows one AILabel per
-(comparison, config), and inserts skip conflicts.
+A job is split into chunks (`AIChunk`, ranges of its comparison ids) that any worker on queue
+"gpu" leases, as the human queue leases pairs: a lease expires unless its worker's heartbeat
+extends it, so a dead worker's chunk returns to the pool. Each chunk's AILabels are written, the
+chunk marked done and the job's counters recomputed in one transaction. The comparisons still to do
+are always read from the database (job comparisons without an AILabel for the config), and the
+database allows one AILabel per (comparison, config) with inserts that skip conflicts, so a chunk
+finished twice, a redelivered task or any number of workers on one job never write a label twice.
+The sweeper (`ai_labeling_jobs_recover_stale`) queues a job whose workers all died again.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import json
 import logging
 import time
 import zlib
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -22,11 +25,13 @@ from django.db import transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
+from rlaif_site import jobs
 from .. import formats
 from ..judges import prompts as P
 from ..judges.labeler import LabelerSpec, PairInput, choose_exemplars, label_pairs
 from ..models import (
-    AILabel, AILabelingJob, Comparison, HumanLabel, JobStatus, LabelerBackend, LabelerConfig, TaskKind,
+    AIChunk, AILabel, AILabelingJob, ChunkStatus, Comparison, HumanLabel, JobStatus, LabelerBackend, LabelerConfig,
+    TaskKind,
 )
 
 log = logging.getLogger(__name__)
@@ -220,12 +225,25 @@ def _job_exemplars(job: AILabelingJob) -> list[P.Exemplar]:
     return choose_exemplars(pool, config.shots, config.exemplar_selection, seed=zlib.crc32(config.name.encode()))
 
 
+def _chunk_size(config: LabelerConfig) -> int:
+    return max(4 * config.batch_size, 8)
+
+
+def _tasks_for(n_chunks: int) -> int:
+    """Tasks to queue for a job: one per chunk, at most AI_LABELING_PARALLEL (the most workers that share it)."""
+    return max(1, min(n_chunks, int(settings.AI_LABELING_PARALLEL)))
+
+
+def _job_log(job: AILabelingJob, line: str) -> None:
+    job.log = (job.log + f"{timezone.now():%Y-%m-%d %H:%M:%S} {line}\n")[-50_000:]
+
+
 def ai_labeling_job_create(*, config: LabelerConfig, comparisons, created_by=None,
                            enqueue: bool = True) -> AILabelingJob:
     """A job labelling `comparisons` (a queryset or iterable of Comparisons/ids) with `config`.
 
-    The job's task is sent to queue "gpu" when the transaction commits (not when enqueue=False,
-    as the shell command runs it in-process).
+    Its tasks (one per chunk, at most AI_LABELING_PARALLEL) are sent to queue "gpu" when the
+    transaction commits (not when enqueue=False, as the shell command runs it in-process).
     """
     ids = sorted({c if isinstance(c, int) else c.pk for c in comparisons})
     if not ids:
@@ -234,37 +252,53 @@ def ai_labeling_job_create(*, config: LabelerConfig, comparisons, created_by=Non
         job = AILabelingJob.objects.create(config=config, total=len(ids), created_by=created_by)
         job.comparisons.set(ids)
         if enqueue:
-            job_id = job.pk
-            transaction.on_commit(lambda: ai_labeling_job_enqueue(job_id=job_id))
+            job_id, n = job.pk, _tasks_for(-(-len(ids) // _chunk_size(config)))
+            transaction.on_commit(lambda: ai_labeling_job_enqueue(job_id=job_id, tasks=n))
     return job
 
 
-def ai_labeling_job_enqueue(*, job_id: int) -> None:
+def ai_labeling_job_enqueue(*, job_id: int, tasks: int = 1) -> None:
+    """Send `tasks` copies of the job's task to queue "gpu": each leases chunks until none is left."""
     from ..tasks.ai_labeling import run_ai_labeling_job
 
-    run_ai_labeling_job.apply_async(args=[job_id], queue="gpu")
+    for _ in range(tasks):
+        run_ai_labeling_job.apply_async(args=[job_id], queue="gpu")
+
+
+def _open_chunks(job_id: int) -> int:
+    return AIChunk.objects.filter(job_id=job_id).exclude(status=ChunkStatus.DONE).count()
 
 
 def ai_labeling_job_resume(*, job: AILabelingJob) -> AILabelingJob:
-    """Send a failed or stalled job to the queue again; it resumes after its last committed chunk."""
+    """Queue a failed, cancelled or stalled job again; it continues after its last committed chunk.
+
+    The recovery count starts again (a person decided to retry) and leases of chunks still held
+    return to the pool, so the new tasks can take them at once.
+    """
     with transaction.atomic():
         job = AILabelingJob.objects.select_for_update().get(pk=job.pk)
-        if job.status in (JobStatus.DONE, JobStatus.CANCELLED):
-            raise ValueError(f"job {job.pk} is {job.status}; nothing to resume")
-        job.status = JobStatus.QUEUED
-        job.save(update_fields=["status"])
-        transaction.on_commit(lambda: ai_labeling_job_enqueue(job_id=job.pk))
+        if job.status == JobStatus.DONE:
+            raise ValueError(f"job {job.pk} is done; nothing to resume")
+        done = job.chunks.filter(status=ChunkStatus.DONE).count()
+        job.chunks.exclude(status=ChunkStatus.DONE).update(status=ChunkStatus.PENDING, leased_by="",
+                                                           lease_expires_at=None)
+        _job_log(job, f"resume queued (was {job.status}; {done} chunk(s) already done)")
+        job.status, job.finished_at, job.recoveries = JobStatus.QUEUED, None, 0
+        job.save(update_fields=["status", "finished_at", "recoveries", "log"])
+        n = _tasks_for(_open_chunks(job.pk) or -(-job.total // _chunk_size(job.config)))
+        transaction.on_commit(lambda: ai_labeling_job_enqueue(job_id=job.pk, tasks=n))
     return job
 
 
 def ai_labeling_job_cancel(*, job: AILabelingJob) -> AILabelingJob:
-    """Stop a job after its current chunk (finished labels stay)."""
+    """Stop a job after its current chunks (finished labels stay; it can be resumed)."""
     with transaction.atomic():
         job = AILabelingJob.objects.select_for_update().get(pk=job.pk)
         if job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.FAILED):
             job.status = JobStatus.CANCELLED
             job.finished_at = timezone.now()
-            job.save(update_fields=["status", "finished_at"])
+            _job_log(job, "cancelled")
+            job.save(update_fields=["status", "finished_at", "log"])
     return job
 
 
@@ -276,7 +310,12 @@ def _pending(job: AILabelingJob):
             .select_related("post__dataset", "summary_a", "summary_b").order_by("pk"))
 
 
-def _write_chunk(job_id: int, config: LabelerConfig, results) -> AILabelingJob:
+def _write_chunk(job_id: int, config: LabelerConfig, results, chunk_id: int | None = None) -> AILabelingJob:
+    """Write a chunk's labels, mark the chunk done and recount the job, in one transaction.
+
+    Inserts skip conflicts on (comparison, config): a chunk finished twice (a lease that expired
+    under a slow worker, a redelivery) still leaves one label per comparison.
+    """
     labels = [
         AILabel(comparison_id=r.key, config=config, job_id=job_id, p_a=r.p_a, p_a_ab=r.p_a_ab, p_a_ba=r.p_a_ba,
                 consistent=r.consistent, rationales=r.rationales, prompt_tokens=r.prompt_tokens,
@@ -288,11 +327,16 @@ def _write_chunk(job_id: int, config: LabelerConfig, results) -> AILabelingJob:
         # A failed label of an earlier job gives way to this attempt; a good label never does.
         AILabel.objects.filter(config=config, comparison_id__in=[r.key for r in results]).exclude(error="").exclude(
             job_id=job_id).delete()
-        AILabel.objects.bulk_create(labels, ignore_conflicts=True)
+        created = AILabel.objects.bulk_create(labels, ignore_conflicts=True)
         new_errors = [{"comparison": r.key, "error": r.error} for r in results if r.error]
         _recount(job)
         job.errors = (list(job.errors) + new_errors)[:MAX_STORED_ERRORS]
-        job.save(update_fields=["done", "failed", "tokens_processed", "errors"])
+        job.heartbeat_at = timezone.now()
+        job.save(update_fields=["done", "failed", "tokens_processed", "errors", "heartbeat_at"])
+        if chunk_id is not None:
+            AIChunk.objects.filter(pk=chunk_id).update(status=ChunkStatus.DONE, leased_by="", lease_expires_at=None,
+                                                       finished_at=timezone.now())
+    log.debug("job %s: wrote %d label(s)", job_id, len(created))
     return job
 
 
@@ -304,24 +348,112 @@ def _recount(job: AILabelingJob) -> None:
     job.done, job.failed, job.tokens_processed = agg["done"], agg["failed"], tokens or 0
 
 
+def _ensure_chunks(job: AILabelingJob, size: int) -> None:
+    """Split the job's comparisons (id order) into chunks of `size`, once; call under the job's row lock."""
+    if job.chunks.exists():
+        return
+    ids = list(job.comparisons.order_by("pk").values_list("pk", flat=True))
+    AIChunk.objects.bulk_create([
+        AIChunk(job=job, index=i, first_comparison_id=part[0], last_comparison_id=part[-1], size=len(part))
+        for i, part in enumerate(ids[k:k + size] for k in range(0, len(ids), size))
+    ])
+
+
+def _claim(job_id: int, size: int) -> AILabelingJob | None:
+    """Mark the job running (first task) and make its chunks; None when it is over (done, failed, cancelled)."""
+    with transaction.atomic():
+        job = AILabelingJob.objects.select_for_update().select_related("config").get(pk=job_id)
+        if job.status in (JobStatus.DONE, JobStatus.CANCELLED, JobStatus.FAILED):
+            return None
+        now = timezone.now()
+        if job.status == JobStatus.QUEUED:
+            _job_log(job, "started" if not job.started_at else "running again")
+        job.status, job.heartbeat_at = JobStatus.RUNNING, now
+        job.started_at = job.started_at or now
+        job.finished_at = None
+        job.save(update_fields=["status", "started_at", "finished_at", "heartbeat_at", "log"])
+        _ensure_chunks(job, size)
+    return job
+
+
+class _Lost(Exception):
+    """A chunk's worker was lost too often: the job fails with this message."""
+
+
+def _lease_chunk(job_id: int, token: str) -> AIChunk | None:
+    """Lease the next pending chunk, or one whose lease expired (its worker died); None if none is free.
+
+    Rows are locked with SKIP LOCKED, so workers leasing at once never get the same chunk.
+    """
+    with transaction.atomic():
+        now = timezone.now()
+        chunk = (AIChunk.objects.select_for_update(skip_locked=True).filter(job_id=job_id)
+                 .filter(Q(status=ChunkStatus.PENDING) | Q(status=ChunkStatus.LEASED, lease_expires_at__lt=now))
+                 .order_by("index").first())
+        if chunk is None:
+            return None
+        if chunk.status == ChunkStatus.LEASED:
+            job = AILabelingJob.objects.select_for_update().get(pk=job_id)
+            _job_log(job, f"chunk {chunk.index}: worker {chunk.leased_by} lost (lease expired "
+                          f"{chunk.lease_expires_at:%H:%M:%S}); taken over by {token}")
+            job.save(update_fields=["log"])
+            if chunk.attempts > jobs.max_recoveries():
+                raise _Lost(f"chunk {chunk.index} (comparisons {chunk.first_comparison_id}-{chunk.last_comparison_id}) "
+                            f"lost its worker {chunk.attempts} times; {job.done + job.failed} of {job.total} "
+                            "comparisons are labelled and stay; resume retries the rest")
+        chunk.status, chunk.leased_by = ChunkStatus.LEASED, token
+        chunk.lease_expires_at = now + timedelta(seconds=jobs.stale_s())
+        chunk.attempts += 1
+        chunk.save(update_fields=["status", "leased_by", "lease_expires_at", "attempts"])
+    return chunk
+
+
+def _beat(job_id: int, token: str) -> bool:
+    """Extend this worker's lease and the job's heartbeat; False when the lease is no longer ours."""
+    now = timezone.now()
+    held = AIChunk.objects.filter(job_id=job_id, status=ChunkStatus.LEASED, leased_by=token).update(
+        lease_expires_at=now + timedelta(seconds=jobs.stale_s()))
+    AILabelingJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(heartbeat_at=now)
+    return held > 0
+
+
+def _release(chunk_id: int, token: str) -> None:
+    AIChunk.objects.filter(pk=chunk_id, status=ChunkStatus.LEASED, leased_by=token).update(
+        status=ChunkStatus.PENDING, leased_by="", lease_expires_at=None)
+
+
+def _finish_if_complete(job_id: int) -> AILabelingJob:
+    with transaction.atomic():
+        job = AILabelingJob.objects.select_for_update().get(pk=job_id)
+        if job.status == JobStatus.RUNNING and _open_chunks(job_id) == 0:
+            _recount(job)
+            job.status, job.finished_at = JobStatus.DONE, timezone.now()
+            _job_log(job, f"done: {job.done} labelled, {job.failed} failed")
+            job.save()
+    return job
+
+
 def ai_labeling_job_run(*, job_id: int, chunk_size: int | None = None, backend=None,
-                        on_chunk: Callable[[AILabelingJob], None] | None = None) -> AILabelingJob:
-    """Run (or resume) a job to the end, one committed chunk at a time.
+                        on_chunk: Callable[[AILabelingJob], None] | None = None,
+                        max_seconds: float | None = None, wait_poll_s: float = 1.0) -> AILabelingJob:
+    """Work on a job here until no chunk is left to lease: lease a chunk, label it, commit it.
+
+    Any number of these run at once on different workers (one per queued task); each chunk is
+    leased by one of them, and a lease that its worker's heartbeat stops extending returns to the
+    pool. When every free chunk is taken but others' leases are live, this waits for them (and
+    takes over a lease that expires), so the last one to finish marks the job done. After
+    `max_seconds` (AI_LABELING_TASK_MAX_S for tasks) it stops leasing and queues one more task, so
+    a task stays shorter than the broker's visibility timeout.
 
     `on_chunk(job)` is called after each committed chunk (progress bars; tests use it to stop a
     run mid-way). An error of the backend marks the job failed with the message; labels already
     committed stay, and resuming continues after them.
     """
-    with transaction.atomic():
-        job = AILabelingJob.objects.select_for_update().select_related("config").get(pk=job_id)
-        if job.status in (JobStatus.DONE, JobStatus.CANCELLED):
-            return job
-        job.status = JobStatus.RUNNING
-        job.started_at = job.started_at or timezone.now()
-        job.finished_at = None
-        job.save(update_fields=["status", "started_at", "finished_at"])
+    job = AILabelingJob.objects.select_related("config").get(pk=job_id)
     config = job.config
-    size = chunk_size or max(4 * config.batch_size, 8)
+    job = _claim(job_id, chunk_size or _chunk_size(config))
+    if job is None:
+        return AILabelingJob.objects.get(pk=job_id)
     try:
         backend = backend or backend_for(config)
         exemplars = _job_exemplars(job)
@@ -330,30 +462,41 @@ def ai_labeling_job_run(*, job_id: int, chunk_size: int | None = None, backend=N
     except Exception as exc:  # bad model path, too few exemplars, ...: the job says why
         log.exception("AI labeling job %s could not start", job_id)
         return _job_fail(job_id, f"could not start: {exc}")
-    while True:
-        status = AILabelingJob.objects.values_list("status", flat=True).get(pk=job_id)
-        if status == JobStatus.CANCELLED:
-            return AILabelingJob.objects.get(pk=job_id)
-        chunk = list(_pending(job)[:size])
-        if not chunk:
-            break
-        pairs = [PairInput(c.pk, post_text(c.post), c.summary_a.text, c.summary_b.text) for c in chunk]
-        try:
-            results = label_pairs(backend, spec, pairs, exemplars)
-        except Exception as exc:
-            log.exception("AI labeling job %s failed", job_id)
-            return _job_fail(job_id, f"{type(exc).__name__}: {exc}")
-        job = _write_chunk(job_id, config, results)
-        if on_chunk:
-            on_chunk(job)
-    with transaction.atomic():
-        job = AILabelingJob.objects.select_for_update().get(pk=job_id)
-        _recount(job)
-        if job.status != JobStatus.CANCELLED:
-            job.status = JobStatus.DONE
-            job.finished_at = timezone.now()
-        job.save()
-    return job
+    token = jobs.new_token()
+    started = time.monotonic()
+    with jobs.Heartbeat(lambda: _beat(job_id, token), name=f"heartbeat-ai-job-{job_id}"):
+        while True:
+            status = AILabelingJob.objects.values_list("status", flat=True).get(pk=job_id)
+            if status != JobStatus.RUNNING:  # cancelled, failed, or given back to the queue by the sweeper
+                return AILabelingJob.objects.get(pk=job_id)
+            if max_seconds is not None and time.monotonic() - started > max_seconds:
+                transaction.on_commit(lambda: ai_labeling_job_enqueue(job_id=job_id))
+                return AILabelingJob.objects.get(pk=job_id)
+            try:
+                chunk = _lease_chunk(job_id, token)
+            except _Lost as exc:
+                return _job_fail(job_id, str(exc))
+            if chunk is None:
+                if _open_chunks(job_id) == 0:
+                    break
+                time.sleep(wait_poll_s)  # the rest is leased by live workers: wait to finish or take over
+                continue
+            pairs = [PairInput(c.pk, post_text(c.post), c.summary_a.text, c.summary_b.text)
+                     for c in _pending(job).filter(pk__gte=chunk.first_comparison_id,
+                                                   pk__lte=chunk.last_comparison_id)]
+            try:
+                results = label_pairs(backend, spec, pairs, exemplars) if pairs else []
+            except Exception as exc:
+                log.exception("AI labeling job %s failed", job_id)
+                _release(chunk.pk, token)
+                return _job_fail(job_id, f"{type(exc).__name__}: {exc}")
+            except BaseException:  # Ctrl-C in the shell command: the chunk goes back at once
+                _release(chunk.pk, token)
+                raise
+            job = _write_chunk(job_id, config, results, chunk_id=chunk.pk)
+            if on_chunk:
+                on_chunk(job)
+    return _finish_if_complete(job_id)
 
 
 def _job_fail(job_id: int, message: str) -> AILabelingJob:
@@ -362,5 +505,46 @@ def _job_fail(job_id: int, message: str) -> AILabelingJob:
         job.status = JobStatus.FAILED
         job.finished_at = timezone.now()
         job.errors = (list(job.errors) + [{"comparison": None, "error": message}])[-MAX_STORED_ERRORS:]
-        job.save(update_fields=["status", "finished_at", "errors"])
+        _job_log(job, f"failed: {message}")
+        job.save(update_fields=["status", "finished_at", "errors", "log"])
     return job
+
+
+def ai_labeling_jobs_recover_stale(*, older_than_s: float | None = None, max_recoveries: int | None = None) -> int:
+    """The sweeper of AI labeling jobs: a running job whose heartbeat is older than `older_than_s`
+    (JOB_STALE_S) lost all its workers. Its chunks' leases go back to the pool and it is queued
+    again (it resumes after its last committed chunk), at most `max_recoveries` (JOB_MAX_RECOVERIES)
+    times; then it is marked failed with the reason. Returns the number of jobs handled."""
+    stale = jobs.stale_s() if older_than_s is None else older_than_s
+    limit = jobs.max_recoveries() if max_recoveries is None else max_recoveries
+    cutoff = timezone.now() - timedelta(seconds=stale)
+    n = 0
+    with transaction.atomic():
+        lost = (AILabelingJob.objects.select_for_update(skip_locked=True).select_related("config")
+                .filter(status=JobStatus.RUNNING)
+                .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)))
+        for job in lost:
+            n += 1
+            chunks = job.chunks.all()
+            saved = sum(1 for c in chunks if c.status == ChunkStatus.DONE)
+            job.chunks.filter(status=ChunkStatus.LEASED).update(status=ChunkStatus.PENDING, leased_by="",
+                                                                lease_expires_at=None)
+            beat = f"{job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if job.heartbeat_at else "never"
+            where = (f"{saved} of {len(chunks)} chunks ({job.done + job.failed} of {job.total} comparisons) "
+                     "are saved")
+            job.recoveries += 1
+            if job.recoveries > limit:
+                message = (f"The workers running this job were lost {job.recoveries} times (last heartbeat {beat}); "
+                           f"{where}. Resume continues after them.")
+                job.status, job.finished_at = JobStatus.FAILED, timezone.now()
+                job.errors = (list(job.errors) + [{"comparison": None, "error": message}])[-MAX_STORED_ERRORS:]
+                _job_log(job, message)
+            else:
+                job.status = JobStatus.QUEUED
+                _job_log(job, f"worker lost (no heartbeat since {beat}); queued again from the last committed "
+                              f"chunk (recovery {job.recoveries} of {limit}); {where}")
+                tasks = _tasks_for(len(chunks) - saved)
+                transaction.on_commit(lambda job_id=job.pk, tasks=tasks: ai_labeling_job_enqueue(
+                    job_id=job_id, tasks=tasks))
+            job.save(update_fields=["status", "finished_at", "errors", "recoveries", "log"])
+    return n
