@@ -12,8 +12,7 @@ class CachedResultAdmin(admin.ModelAdmin):
 
     @admin.display(description="status")
     def status(self, obj: CachedResult) -> str:
-        value = obj.value or {}
-        return "pending" if value.get("pending") else value.get("status", "")
+        return (obj.value or {}).get("status", "")
 
     def has_add_permission(self, request) -> bool:
         return False

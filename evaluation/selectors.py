@@ -325,20 +325,33 @@ def cell_comparisons(f: Filters, policy_x: int, policy_y: int, judge: str, limit
     humans: dict[int, list] = {}
     for cid, choice, conf in human_labels(f).filter(comparison_id__in=cids).values_list("comparison_id", "choice", "confidence"):
         humans.setdefault(cid, []).append((choice, conf))
-    ais: dict[int, dict] = {}
-    for cid, cfg, p_a in ai_labels(f).filter(comparison_id__in=cids).values_list("comparison_id", "config__name", "p_a"):
-        ais.setdefault(cid, {})[cfg] = p_a
+    ais: dict[int, list] = {}
+    labels = ai_labels(f).filter(comparison_id__in=cids).order_by("config__name", "pk")
+    for cid, cfg_id, cfg, p_a in labels.values_list("comparison_id", "config_id", "config__name", "p_a"):
+        ais.setdefault(cid, []).append((cfg_id, cfg, p_a))
+    judge_cfg = int(judge.split(":", 1)[1]) if judge.startswith("config:") else None
     out = []
     for c in comps:
         x_is_a = c.summary_a.policy_id == policy_x
         out.append({
-            "comparison": c, "post": c.post,
+            "comparison": c, "post": c.post, "a_is": "x" if x_is_a else "y",
             "text_x": c.summary_a.text if x_is_a else c.summary_b.text,
             "text_y": c.summary_b.text if x_is_a else c.summary_a.text,
             "humans": [("x" if (ch == 0) == x_is_a else "y", conf) for ch, conf in humans.get(c.pk, [])],
-            "ai": {k: (None if v is None else (v if x_is_a else 1 - v)) for k, v in ais.get(c.pk, {}).items()},
+            "ai": [_ai_side(name, p_a, x_is_a, cfg_id == judge_cfg) for cfg_id, name, p_a in ais.get(c.pk, [])],
         })
     return out
+
+
+def _ai_side(name: str, p_a: float | None, x_is_a: bool, selected: bool) -> dict:
+    """One AI label of a drill-down row: its stored P(A), and the side its verdict took."""
+    if p_a is None:
+        side = None
+    elif p_a == 0.5:
+        side = "tie"
+    else:
+        side = "x" if (p_a > 0.5) == x_is_a else "y"
+    return {"name": name, "p_a": p_a, "side": side, "selected": selected}
 
 
 # --- row loaders for the worker ---------------------------------------------------------------
@@ -373,7 +386,7 @@ def comparison_rows(comparison_ids, with_texts: bool = True) -> dict[str, np.nda
     ids = np.unique(np.asarray(comparison_ids, dtype=np.int64))
     fields = ["id", "summary_a__policy_id", "summary_b__policy_id", "len_a", "len_b"]
     if with_texts:
-        fields += ["post__text", "summary_a__text", "summary_b__text"]
+        fields += ["post__title", "post__text", "summary_a__text", "summary_b__text"]
     out: dict[str, list] = {k: [] for k in fields}
     step = 20000
     for start in range(0, len(ids), step):
@@ -406,3 +419,29 @@ def dataset_task(f: Filters) -> str:
         if ds is not None:
             return ds.task
     return "summarization"
+
+
+def model_display_names(models) -> dict[str, str]:
+    """What a page shows for each labeler model: an artifact's name, never a server path.
+
+    A Hugging Face id or served model name shows as it is; a file path shows as the name of the
+    registered artifact at that path (absolute or relative to ARTIFACT_ROOT), else its last part.
+    """
+    from pathlib import PurePath
+
+    from django.conf import settings
+
+    from training.models import ModelArtifact
+
+    root = str(getattr(settings, "ARTIFACT_ROOT", "")).rstrip("/")
+    paths = {m for m in models if m and (m.startswith(("/", "~", ".")) or "\\" in m)}
+    wanted = paths | {m[len(root) + 1:] for m in paths if root and m.startswith(root + "/")}
+    by_path = {a.path.rstrip("/"): a.name for a in ModelArtifact.objects.filter(path__in=wanted)}
+    out = {}
+    for m in models:
+        if m not in paths:
+            out[m] = m
+            continue
+        rel = m[len(root) + 1:] if root and m.startswith(root + "/") else m
+        out[m] = by_path.get(m.rstrip("/")) or by_path.get(rel.rstrip("/")) or PurePath(m.rstrip("/")).name
+    return out

@@ -1,15 +1,16 @@
-"""Dashboard views: thin wrappers around services' page builders; htmx partials; CSV/JSON export."""
+"""Dashboard views: thin wrappers around the page builders (``pages.py``); htmx partials; CSV/JSON export."""
 from __future__ import annotations
 
-from django.contrib.admin.views.decorators import staff_member_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
-from . import selectors, services
+from rlaif_site.permissions import ensure_staff, staff_required
+
+from . import cache, pages, selectors, services, tables
+from .compute import HUMANS
 from .forms import FilterForm
 
 
@@ -24,7 +25,7 @@ def _page(request: HttpRequest, page: str, template: str, **kwargs) -> HttpRespo
     form, f = _filters(request)
     if f is None:
         return render(request, "evaluation/invalid.html", {"form": form, "page": page}, status=400)
-    data = services.PAGES[page](f, **kwargs)
+    data = pages.PAGES[page](f, **kwargs)
     ctx = {
         **data, "form": form, "page": page, "filters": f, "query": urlencode(f.query()),
         "export_query": urlencode({**f.query(), **{k: v for k, v in kwargs.items() if v}}),
@@ -44,7 +45,7 @@ def alignment(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def winrates(request: HttpRequest) -> HttpResponse:
-    return _page(request, "winrates", "evaluation/winrates.html", judge=request.GET.get("judge", services.HUMANS))
+    return _page(request, "winrates", "evaluation/winrates.html", judge=request.GET.get("judge", HUMANS))
 
 
 @require_GET
@@ -55,10 +56,9 @@ def leaderboard(request: HttpRequest) -> HttpResponse:
 STAFF_ONLY_PAGES = {"annotators"}  # per-person throughput and accuracy: not for other annotators' eyes
 
 
+@staff_required(message="The annotator dashboard is for staff.")
 @require_GET
 def annotators(request: HttpRequest) -> HttpResponse:
-    if not request.user.is_staff:
-        raise PermissionDenied("The annotator dashboard is for staff.")
     return _page(request, "annotators", "evaluation/annotators.html")
 
 
@@ -72,9 +72,9 @@ def winrate_cell(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest("x and y must be policy ids")
     if f is None:
         return HttpResponseBadRequest("invalid filters")
-    judge = request.GET.get("judge", services.HUMANS)
+    judge = request.GET.get("judge", HUMANS)
     if not judge.startswith("config:"):
-        judge = services.HUMANS
+        judge = HUMANS
     pols = selectors.policies([x, y])
     if len(pols) != 2:
         raise Http404("unknown policy")
@@ -88,7 +88,7 @@ def status(request: HttpRequest) -> HttpResponse:
     form, f = _filters(request)
     if f is None:
         return HttpResponseBadRequest("invalid filters")
-    state = services.cache_state(f, auto_refresh=False)
+    state = cache.cache_state(f)  # asks again for a refresh the rate limit held back (deduplicated)
     if not state.pending and state.result is not None:
         response = HttpResponse("")
         response["HX-Refresh"] = "true"
@@ -96,7 +96,7 @@ def status(request: HttpRequest) -> HttpResponse:
     return render(request, "evaluation/_status.html", {"state": state, "query": urlencode(f.query()), "filters": f})
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def refresh(request: HttpRequest) -> HttpResponse:
     form = FilterForm(request.POST)
@@ -104,7 +104,7 @@ def refresh(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest("invalid filters")
     f = form.filters()
     services.request_refresh(filters=f, force=True)
-    state = services.cache_state(f, auto_refresh=False)
+    state = cache.cache_state(f, auto_refresh=False)
     if request.htmx:
         return render(request, "evaluation/_status.html", {"state": state, "query": urlencode(f.query()), "filters": f})
     return redirect(reverse("evaluation:index") + "?" + urlencode(f.query()))
@@ -112,21 +112,21 @@ def refresh(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def export(request: HttpRequest, page: str, table: str, fmt: str) -> HttpResponse:
-    if fmt not in ("csv", "json") or page not in services.PAGES:
+    if fmt not in ("csv", "json") or page not in pages.PAGES:
         raise Http404("unknown export")
-    if page in STAFF_ONLY_PAGES and not request.user.is_staff:
-        raise PermissionDenied("The annotator dashboard is for staff.")
+    if page in STAFF_ONLY_PAGES:
+        ensure_staff(request.user, "The annotator dashboard is for staff.")
     form, f = _filters(request)
     if f is None:
         return HttpResponseBadRequest("invalid filters")
-    kwargs = {"judge": request.GET.get("judge", services.HUMANS)} if page == "winrates" else {}
+    kwargs = {"judge": request.GET.get("judge", HUMANS)} if page == "winrates" else {}
     try:
-        t = services.export_table(f, page, table, auto_refresh=False, **kwargs)
+        t = pages.export_table(f, page, table, auto_refresh=False, **kwargs)
     except KeyError:
         raise Http404("unknown table")
     if fmt == "csv":
-        response = HttpResponse(services.table_csv(t), content_type="text/csv; charset=utf-8")
+        response = HttpResponse(tables.table_csv(t), content_type="text/csv; charset=utf-8")
     else:
-        response = HttpResponse(services.table_json(t, f), content_type="application/json")
+        response = HttpResponse(tables.table_json(t, f.query()), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="{page}-{table}.{fmt}"'
     return response

@@ -1,35 +1,11 @@
-"""Formatting of dashboard cells (values stay raw in tables and exports; only display rounds)."""
+"""Template filters of the dashboards; the formatting rules live in ``evaluation.formatting``."""
 from __future__ import annotations
-
-import math
 
 from django import template
 
+from ..formatting import fmt
+
 register = template.Library()
-
-
-def _none(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-def fmt(value, kind: str) -> str:
-    if kind in ("ci", "ci_num"):
-        if not value or _none(value[0]) or _none(value[1]):
-            return ""
-        if kind == "ci":
-            return f"[{100 * value[0]:.1f}, {100 * value[1]:.1f}]"
-        return f"[{value[0]:.0f}, {value[1]:.0f}]"
-    if _none(value) or value == "":
-        return "" if value != "" else ""
-    if kind == "pct":
-        return f"{100 * float(value):.1f}%"
-    if kind == "int":
-        return f"{int(value):,}"
-    if kind == "num":
-        return value if isinstance(value, str) else f"{float(value):.1f}"
-    if kind == "num3":
-        return f"{float(value):.3f}"
-    return str(value)
 
 
 @register.simple_tag
@@ -45,3 +21,9 @@ def pct(value) -> str:
 @register.filter
 def ci(value) -> str:
     return fmt(value, "ci")
+
+
+@register.filter
+def prob(value) -> str:
+    """A probability with enough digits to tell 0.4996 from 0.5004 (the verdict's side)."""
+    return "" if value is None else f"{float(value):.4f}"

@@ -15,6 +15,17 @@ DATA = Path(__file__).resolve().parents[2] / "data"
 TLDR = DATA / "tldr_comparisons_sample.jsonl"
 
 
+@pytest.fixture(autouse=True)
+def _empty_django_cache():
+    """Refresh requests and their rate limit live in Django's cache, which outlives a test's
+    database transaction: start each test without them."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 def make_comparison(post: Post, pol_x: Policy, text_x: str, pol_y: Policy, text_y: str) -> tuple[Comparison, bool]:
     """A canonical comparison of two new summaries; returns it and whether x is summary A."""
     sx = Summary.objects.get_or_create(post=post, policy=pol_x, text=text_x, defaults={})[0]

@@ -9,7 +9,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from evaluation import services, tasks
+from evaluation import cache, services, tasks
 from evaluation.models import CachedResult
 from evaluation.selectors import Filters
 from labeling.models import HumanLabel
@@ -67,7 +67,8 @@ def test_alignment_figures_and_baseline_verdicts(client, annotator, computed, no
     assert biased["position_bias"] == 1.0 and biased["bias_first"] == 1.0
     # longer-summary judge: rl wrote the longer summary; humans preferred rl on 3 of those 4
     assert rows["Trivial: prefer the longer summary"]["alignment"] == pytest.approx(0.75)
-    assert biased["alignment"] <= 0.75 and biased["verdict"].startswith("NOT better")
+    assert biased["alignment"] <= 0.75 and biased["verdict"] == "no better than a trivial judge"
+    assert biased["badge"] == ("bad", "no better than a trivial judge") and biased["row_bad"]
     assert rows["Human-human agreement (ceiling)"]["alignment"] == pytest.approx(0.5)
 
 
@@ -191,7 +192,8 @@ def test_refresh_is_staff_only_and_csrf_protected(annotator, staff_user, compute
         r = c.post(reverse("evaluation:refresh"), {"dataset": "small"}, HTTP_HX_REQUEST="true")
     assert r.status_code == 200 and no_queue == [
         {"dataset": "small", "campaign": None, "date_from": None, "date_to": None}]
-    assert CachedResult.objects.filter(key=services.cache_key(Filters(dataset="small"))).exists()
+    assert cache.refresh_pending(Filters(dataset="small"))  # in flight until the worker stores it
+    assert not CachedResult.objects.filter(key=cache.cache_key(Filters(dataset="small"))).exists()
 
 
 def test_filters(client, annotator, computed, no_queue):

@@ -10,9 +10,9 @@ import datetime as dt
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evaluation import services
+from evaluation import pages, services, tables
+from evaluation.formatting import fmt
 from evaluation.selectors import Filters
-from evaluation.templatetags.evaluation_tags import fmt
 from labeling.models import Campaign, Dataset
 
 
@@ -38,31 +38,36 @@ class Command(BaseCommand):
         f = Filters(opts["dataset"], opts["campaign"], opts["date_from"], opts["date_to"])
         if not opts["no_compute"]:
             services.refresh_dashboard(filters=f, rounds=opts["rounds"])
-        tables = []
-        tables += services.alignment_page(f, auto_refresh=False)["tables"]
-        wr = services.winrate_page(f, auto_refresh=False)
-        tables.append(wr["tables"][0])
-        for key, label in wr["judges"][1:]:
-            t = services.winrate_page(f, judge=key, auto_refresh=False)["tables"][0]
-            tables.append(t)
-        tables.append(wr["tables"][1])
-        tables += services.leaderboard_page(f, auto_refresh=False)["tables"]
-        tables += services.annotators_page(f, auto_refresh=False)["tables"]
-        for t in tables:
+        for t in all_tables(f):
             if opts["format"] == "csv":
-                self.stdout.write(f"# {t.name}: {t.title}\n" + services.table_csv(t))
+                self.stdout.write(f"# {t.name}: {t.title}\n" + tables.table_csv(t))
             elif opts["format"] == "json":
-                self.stdout.write(services.table_json(t, f))
+                self.stdout.write(tables.table_json(t, f.query()))
             else:
                 self.stdout.write(render_text(t))
 
-    
-def render_text(t: services.Table) -> str:
+
+def all_tables(f: Filters) -> list[tables.Table]:
+    """Every dashboard table of ``f``, the win-rate table once per judge."""
+    out = list(pages.alignment_page(f, auto_refresh=False)["tables"])
+    wr = pages.winrate_page(f, auto_refresh=False)
+    out.append(wr["tables"][0])
+    out += [pages.winrate_page(f, judge=key, auto_refresh=False)["tables"][0] for key, _ in wr["judges"][1:]]
+    out.append(wr["tables"][1])
+    out += pages.leaderboard_page(f, auto_refresh=False)["tables"]
+    out += pages.annotators_page(f, auto_refresh=False)["tables"]
+    return out
+
+
+def render_text(t: tables.Table) -> str:
     """A plain fixed-width table."""
     header = [c.label for c in t.columns]
     body = [[fmt(r.get(c.key), c.kind) for c in t.columns] for r in t.rows]
     widths = [max([len(h)] + [len(b[i]) for b in body]) for i, h in enumerate(header)]
-    line = lambda cells: "  ".join(str(x).ljust(w) for x, w in zip(cells, widths)).rstrip()  # noqa: E731
+
+    def line(cells) -> str:
+        return "  ".join(str(x).ljust(w) for x, w in zip(cells, widths)).rstrip()
+
     out = [f"== {t.title} ==", line(header), line(["-" * w for w in widths])]
     out += [line(b) for b in body] or ["(no data)"]
     return "\n".join(out) + "\n\n"

@@ -1,0 +1,227 @@
+"""The worker side of the dashboards: label rows -> metrics core -> one JSON-ready result.
+
+``compute_dashboard`` (run by a Celery worker on queue ``default``, or by ``manage.py evaluate``)
+loads the label rows of one filter set once and computes everything a SQL aggregate cannot:
+bootstrap intervals, Bradley-Terry ratings, length-controlled win rates, the two trivial judges,
+alignment with the human majority, human-human agreement, kappa and alpha. ``sql_aggregates``
+are the GROUP BY counts a page adds live on top of a stored result (``cache.py`` stores it).
+
+Alignment is defined once, in numpy (``metrics.alignment``); ``selectors.alignment_counts`` is
+its SQL fast path for a filter set with no stored result yet, tested equal to it.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from . import metrics, selectors
+from .selectors import Filters
+from .tables import clean
+
+CACHE_VERSION = 2  # 2: alignment from numpy (per config), stored beside the SQL aggregates
+DEFAULT_ROUNDS = 1000
+HUMANS = "humans"
+TRIVIAL_KEYS = ("trivial:longer", "trivial:overlap")
+
+
+def sql_aggregates(f: Filters, with_alignment: bool = False) -> dict:
+    """The SQL GROUP BY aggregates a page needs, JSON-ready; all but alignment are additive."""
+    out = {
+        "human_pairs": [list(r) for r in selectors.human_pair_counts(f)],
+        "ai_pairs": [list(r) for r in selectors.ai_pair_counts(f)],
+        "labeler_stats": {str(r.pop("config_id")): r for r in selectors.labeler_stats(f)},
+        "annotators": {str(r.pop("who")): r for r in selectors.annotator_stats(f)},
+        "human_cost": selectors.human_cost(f),
+    }
+    if with_alignment:
+        out["alignment"] = {str(k): v for k, v in selectors.alignment_counts(f).items()}
+    return out
+
+
+def merge_aggregates(base: dict, delta: dict) -> dict:
+    """Stored aggregates plus those of the labels written since (sums of sums)."""
+    def add(a: dict, b: dict) -> dict:
+        return {k: (a.get(k) or 0) + (b.get(k) or 0) for k in set(a) | set(b)}
+
+    def add_each(name: str) -> dict:
+        return {k: add(base[name].get(k, {}), delta[name].get(k, {})) for k in set(base[name]) | set(delta[name])}
+
+    return {
+        "human_pairs": base["human_pairs"] + delta["human_pairs"],
+        "ai_pairs": base["ai_pairs"] + delta["ai_pairs"],
+        "labeler_stats": add_each("labeler_stats"),
+        "annotators": add_each("annotators"),
+        "human_cost": add(base["human_cost"], delta["human_cost"]),
+        "alignment": base["alignment"],
+    }
+
+
+def count_labels(aggregates: dict) -> int:
+    """Human plus AI labels behind a set of SQL aggregates."""
+    return int(aggregates["human_cost"]["n"] + sum(r["n"] for r in aggregates["labeler_stats"].values()))
+
+
+def alignment_counts(judge_items, judge_p_a, human: metrics.HumanVerdicts) -> dict:
+    """``metrics.alignment`` as additive counts: {n, agree, n_hc, agree_hc} (the SQL path's shape)."""
+    al = metrics.alignment(judge_p_a, human, judge_items=judge_items)
+    s, hc = al["all"], al["high_confidence"]
+    return {"n": int(s.n), "agree": float(s.value * s.n) if s.n else 0.0,
+            "n_hc": int(hc.n), "agree_hc": float(hc.value * hc.n) if hc.n else 0.0}
+
+
+def _pair_stats(n_players: int, pol_index, pa, pb, score, lens_a, lens_b, rounds: int, seed: int) -> dict:
+    """Win counts, bootstrap intervals, length-controlled rates and Bradley-Terry for one judge."""
+    a, b = pol_index[pa], pol_index[pb]
+    pc = metrics.PairCounts.from_outcomes(n_players, a, b, score)
+    boot_lo, boot_hi = metrics.bootstrap_win_rate(pc.wins_i, pc.wins_j, pc.ties, rounds=rounds, seed=seed)
+    # rows of each unordered pair, oriented so that "x" is the lower index
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    flip = a != lo
+    s = metrics.verdict(score)
+    s_x = np.where(flip, 1.0 - s, s)
+    len_x = np.where(flip, lens_b, lens_a)
+    len_y = np.where(flip, lens_a, lens_b)
+    pair_keys = pc.i * n_players + pc.j
+    group = np.searchsorted(pair_keys, lo * n_players + hi)  # pc's pairs are sorted by (i, j), i.e. by key
+    lc = metrics.length_controlled_win_rates(group, s_x, len_x, len_y, n_groups=len(pair_keys))
+    pairs = [
+        [int(pc.i[k]), int(pc.j[k]), int(pc.wins_i[k]), int(pc.wins_j[k]), int(pc.ties[k]),
+         clean(float(boot_lo[k])), clean(float(boot_hi[k])),
+         clean(float(lc["rate"][k])), clean(float(lc["lo"][k])), clean(float(lc["hi"][k]))]
+        for k in range(len(pair_keys))
+    ]
+    bt = metrics.bootstrap_bradley_terry(pc, rounds=rounds, seed=seed) if len(pc.i) else None
+    games = np.zeros(n_players)
+    np.add.at(games, pc.i, pc.wins_i + pc.wins_j + pc.ties)
+    np.add.at(games, pc.j, pc.wins_i + pc.wins_j + pc.ties)
+    return {"pairs": pairs, "bt": None if bt is None else {
+        "theta": bt["theta"].tolist(), "lo": bt["lo"].tolist(), "hi": bt["hi"].tolist(), "games": games.tolist(),
+        "group": metrics.connected_groups(pc).tolist(),
+    }}
+
+
+def _load(filters: Filters) -> dict:
+    """Human rows, AI rows and the comparisons behind them, with each label's comparison position."""
+    H = selectors.human_rows(filters)
+    A = selectors.ai_rows(filters)
+    cids = np.union1d(H["cid"], A["cid"])
+    C = selectors.comparison_rows(cids, with_texts=True)
+    policy_ids = np.union1d(C["pol_a"], C["pol_b"]).astype(np.int64)
+    pol_index = np.full(int(policy_ids.max()) + 1 if len(policy_ids) else 1, -1, dtype=np.int64)
+    pol_index[policy_ids] = np.arange(len(policy_ids))
+    return {"H": H, "A": A, "C": C, "cids": cids, "policy_ids": policy_ids, "pol_index": pol_index,
+            "pos_h": np.searchsorted(C["cid"], H["cid"]), "pos_a": np.searchsorted(C["cid"], A["cid"])}
+
+
+def _judges(d: dict, trivial: dict) -> list[tuple]:
+    """Every judge as (key, label, comparison positions, score for A): humans, AI configs, trivial."""
+    H, A = d["H"], d["A"]
+    judges = [(HUMANS, "Humans", d["pos_h"], 1.0 - H["choice"])]
+    configs = selectors.labeler_configs(np.unique(A["config"]).tolist())
+    for cfg_id in np.unique(A["config"]):
+        m = A["config"] == cfg_id
+        judges.append((f"config:{int(cfg_id)}", configs[int(cfg_id)].name, d["pos_a"][m], A["p_a"][m]))
+    all_pos = np.arange(len(d["cids"]))
+    for name in ("longer", "overlap"):
+        judges.append((f"trivial:{name}", metrics.TRIVIAL_JUDGES[name], all_pos, trivial[name]))
+    return judges
+
+
+def _judge_stats(d: dict, judges: list[tuple], rounds: int, seed: int) -> dict:
+    """Per judge: pair statistics and Bradley-Terry. A comparison with one policy on both sides
+    carries no win-rate information and is left out here."""
+    C, n_pol = d["C"], len(d["policy_ids"])
+    out = {}
+    for n, (key, label, pos, score) in enumerate(judges):
+        distinct = C["pol_a"][pos] != C["pol_b"][pos]
+        pos, score = pos[distinct], np.asarray(score)[distinct]
+        if len(pos) == 0 or n_pol < 2:
+            out[key] = {"label": label, "pairs": [], "bt": None}
+            continue
+        stats = _pair_stats(n_pol, d["pol_index"], C["pol_a"][pos], C["pol_b"][pos], score,
+                            C["len_a"][pos], C["len_b"][pos], rounds, seed + n)
+        out[key] = {"label": label, **stats}
+    return out
+
+
+def _annotators(d: dict, judges: list[tuple]) -> dict[str, dict]:
+    """Per annotator: agreement with the others' majority and with every non-human judge."""
+    H = d["H"]
+    annotators: dict[str, dict] = {}
+    if not len(H["cid"]):
+        return annotators
+    raters, rinv = np.unique(H["who"].astype(str), return_inverse=True)
+    human_score = 1.0 - H["choice"]
+    for key, _, pos, score in judges[1:]:
+        full = np.full(len(d["cids"]), np.nan)
+        full[pos] = score
+        sc = full[d["pos_h"]]
+        have = np.isfinite(sc)
+        agree = np.where(have, metrics.agreement_scores(np.where(have, sc, 0.5), human_score), 0.0)
+        n_r = np.bincount(rinv, weights=have.astype(float), minlength=len(raters))
+        s_r = np.bincount(rinv, weights=agree, minlength=len(raters))
+        for i, r in enumerate(raters.tolist()):
+            annotators.setdefault(r, {"majority": None, "judges": {}})["judges"][key] = metrics.share(
+                s_r[i], n_r[i]).as_dict()
+    for r, s in metrics.agreement_with_others_majority(H["cid"], H["who"], H["choice"]).items():
+        annotators.setdefault(str(r), {"majority": None, "judges": {}})["majority"] = s.as_dict()
+    return annotators
+
+
+def _agreement(d: dict, judges: list[tuple]) -> dict:
+    H = d["H"]
+    kappa = (metrics.mean_pairwise_kappa(H["cid"], H["who"].astype(str), H["choice"], min_shared=5)
+             if len(H["cid"]) else {"mean": math.nan, "n_pairs": 0})
+    return {
+        "alpha": clean(metrics.krippendorff_alpha_nominal(H["cid"], H["choice"])),
+        "kappa_mean": clean(kappa["mean"]),
+        "kappa_pairs": kappa["n_pairs"],
+        "annotators": _annotators(d, judges),
+    }
+
+
+def _alignment(d: dict, hv: metrics.HumanVerdicts, trivial: dict) -> tuple[dict, dict]:
+    """Alignment with the human majority: per AI config as counts, per trivial judge as shares."""
+    A, C = d["A"], d["C"]
+    per_config = {}
+    for cfg_id in np.unique(A["config"]):
+        m = A["config"] == cfg_id
+        per_config[str(int(cfg_id))] = alignment_counts(A["cid"][m], A["p_a"][m], hv)
+    hv_pos = np.searchsorted(C["cid"], hv.item)
+    per_trivial = {}
+    for name in ("longer", "overlap"):
+        al = metrics.alignment(trivial[name][hv_pos] if len(hv.item) else np.zeros(0), hv)
+        per_trivial[f"trivial:{name}"] = {k: v.as_dict() for k, v in al.items()}
+    return per_config, per_trivial
+
+
+def compute_dashboard(*, filters: Filters, rounds: int = DEFAULT_ROUNDS, seed: int = 0) -> dict:
+    """Everything the pages need that cannot be a SQL aggregate; a JSON-ready dict."""
+    t0 = time.perf_counter()
+    wh, wa = selectors.watermarks()
+    filters = filters.upto(wh, wa)  # everything below is on the labels up to these ids
+    sql = sql_aggregates(filters)
+    d = _load(filters)
+    H, C = d["H"], d["C"]
+    trivial = (metrics.trivial_judges(C["source"], C["text_a"], C["text_b"]) if len(d["cids"])
+               else {"longer": np.zeros(0), "overlap": np.zeros(0)})
+    judges = _judges(d, trivial)
+    hv = metrics.human_majority(H["cid"], H["choice"], H["confidence"])
+    sql["alignment"], trivial_alignment = _alignment(d, hv, trivial)
+    return {
+        "version": CACHE_VERSION,
+        "rounds": rounds,
+        "watermark": [wh, wa],
+        "sql": sql,
+        "n_labels": count_labels(sql),
+        "n_human": int(len(H["cid"])),
+        "n_ai": int(len(d["A"]["cid"])),
+        "policies": d["policy_ids"].tolist(),
+        "judges": _judge_stats(d, judges, rounds, seed),
+        "trivial_alignment": trivial_alignment,
+        "human_human": metrics.human_human_agreement(H["cid"], H["choice"]).as_dict(),
+        "agreement": _agreement(d, judges),
+        "seconds": time.perf_counter() - t0,
+    }
