@@ -10,10 +10,13 @@ Both need a logged-in session and the CSRF token (header X-CSRFToken).
 """
 from __future__ import annotations
 
-from django.contrib.admin.views.decorators import staff_member_required
+
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
+
+from rlaif_site.permissions import staff_required
 
 from .selectors import rating as selectors
 from .services import queue
@@ -65,11 +68,12 @@ def my_history(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "labeling/rating/history.html", {
         "campaign": campaign,
         "progress": selectors.progress(campaign=campaign, user=request.user),
-        "assignments": selectors.history(campaign=campaign, user=request.user),
+        "rows": selectors.history_rows(campaign=campaign, user=request.user),
+        "undoable": selectors.undoable(campaign=campaign, user=request.user),
     })
 
 
-@staff_member_required
+@staff_required(message="Only staff can see campaign progress and quality.")
 @require_GET
 def campaign_stats(request: HttpRequest, pk: int) -> HttpResponse:
     from .models import Campaign
@@ -78,7 +82,7 @@ def campaign_stats(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "labeling/rating/stats.html", {"campaign": campaign, **selectors.campaign_quality(campaign)})
 
 
-@staff_member_required
+@staff_required(message="Only staff can see campaign progress and quality.")
 @require_GET
 def stats_index(request: HttpRequest) -> HttpResponse:
     from .models import Campaign
@@ -91,7 +95,15 @@ def stats_index(request: HttpRequest) -> HttpResponse:
 # --- htmx partials ----------------------------------------------------------------------------
 
 
-def _pair_partial(request: HttpRequest, campaign, notice: str = "", error: str = "") -> HttpResponse:
+_RESTORE_KEY = "rating_restore"
+
+
+def _pair_partial(request: HttpRequest, campaign, notice: str = "", error: str = "",
+                  restore: dict | None = None) -> HttpResponse:
+    """The pair box: progress, the notice, and the annotator's current pair (leased on demand).
+
+    `restore` (from an undo) pre-fills the earlier choice, certainty and notes when it belongs to
+    the pair shown."""
     assignment = queue.next_assignment(campaign=campaign, user=request.user)
     ctx = {
         "campaign": campaign, "notice": notice, "error": error, "certainty_choices": CERTAINTY_CHOICES,
@@ -102,12 +114,19 @@ def _pair_partial(request: HttpRequest, campaign, notice: str = "", error: str =
         ctx["assignment"] = assignment
         ctx["left"], ctx["right"] = selectors.shown_order(assignment)
         ctx["post"] = assignment.item.comparison.post
+        if restore and restore.get("assignment") == assignment.pk:
+            ctx["restore"] = restore
     return render(request, "labeling/rating/_pair.html", ctx)
 
 
 @require_POST
 def pair_next(request: HttpRequest, pk: int) -> HttpResponse:
-    return _pair_partial(request, _campaign(request, pk))
+    # An undo made from the history page left the earlier answer here for the rating page.
+    restore = request.session.pop(_RESTORE_KEY, None) if _RESTORE_KEY in request.session else None
+    notice = ""
+    if restore and restore.get("campaign") == pk:
+        notice = restore.get("notice", "")
+    return _pair_partial(request, _campaign(request, pk), notice=notice, restore=restore)
 
 
 @require_POST
@@ -121,7 +140,7 @@ def pair_submit(request: HttpRequest, cpk: int, pk: int) -> HttpResponse:
         if isinstance(exc, queue.LeaseNotYours):
             return HttpResponse(str(exc), status=403)
         return _pair_partial(request, campaign, error=str(exc))
-    return _pair_partial(request, campaign, notice="Saved. Press u to undo.")
+    return _pair_partial(request, campaign, notice="Saved.")
 
 
 @require_POST
@@ -138,12 +157,26 @@ def pair_skip(request: HttpRequest, cpk: int, pk: int) -> HttpResponse:
 
 @require_POST
 def pair_undo(request: HttpRequest, pk: int) -> HttpResponse:
+    """Undo the latest answer or skip. From the history page (field `from=history`) it goes on to
+    the rating page, which then shows the pair with the earlier answer filled in."""
     campaign = _campaign(request, pk)
+    from_history = request.POST.get("from") == "history"
     try:
-        queue.undo_last(user=request.user, campaign=campaign)
+        a = queue.undo_last(user=request.user, campaign=campaign)
     except QueueError as exc:
+        if from_history:
+            messages.error(request, str(exc))
+            return redirect("labeling:history", pk=campaign.pk)
         return _pair_partial(request, campaign, error=str(exc))
-    return _pair_partial(request, campaign, notice="Undone: answer this pair again.")
+    if a.undone is None:
+        notice, restore = "Skip undone: here is that pair again.", {"assignment": a.pk}
+    else:
+        notice = "Undone: your earlier answer is filled in; choose again."
+        restore = {"assignment": a.pk, **a.undone}
+    if from_history:
+        request.session[_RESTORE_KEY] = {**restore, "campaign": campaign.pk, "notice": notice}
+        return redirect("labeling:rate", pk=campaign.pk)
+    return _pair_partial(request, campaign, notice=notice, restore=restore)
 
 
 # --- JSON API (scripts, load benchmark) -------------------------------------------------------

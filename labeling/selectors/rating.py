@@ -125,8 +125,62 @@ def history(*, campaign: Campaign, user, limit: int = 100) -> QuerySet[Assignmen
             item__campaign=campaign, annotator_id=user.pk,
             status__in=[AssignmentStatus.SUBMITTED, AssignmentStatus.SKIPPED],
         )
-        .select_related("label", "item__comparison__post")
-        .order_by("-finished_at")[:limit]
+        .select_related("label", "item__comparison__post", "item__comparison__summary_a",
+                        "item__comparison__summary_b")
+        .order_by("-finished_at", "-pk")[:limit]
+    )
+
+
+@dataclass
+class HistoryRow:
+    """One finished pair as the annotator saw it: "Summary 1" is the one shown on the left."""
+
+    assignment_id: int
+    finished_at: object
+    title: str
+    summary_1: str
+    summary_2: str
+    skipped: bool
+    chosen: int | None = None  # 1 or 2, in screen order
+    certainty: str = ""  # "slightly" .. "definitely", or "" when not given
+    seconds: float | None = None
+    note_1: str = ""
+    note_2: str = ""
+
+
+def history_rows(*, campaign: Campaign, user, limit: int = 100) -> list[HistoryRow]:
+    """`history` in the rating page's words and order (Summary 1/2 as shown, certainty words)."""
+    from ..services.queue import CERTAINTY_LABELS, answer_as_shown
+
+    rows = []
+    for a in history(campaign=campaign, user=user, limit=limit):
+        c = a.item.comparison
+        first, second = (c.summary_a, c.summary_b) if a.a_shown_first else (c.summary_b, c.summary_a)
+        row = HistoryRow(a.pk, a.finished_at, c.post.title, first.text, second.text,
+                         skipped=a.status == AssignmentStatus.SKIPPED)
+        if a.label is not None:
+            shown = answer_as_shown(a.label, a.a_shown_first)
+            row.chosen = 1 if shown["preferred"] == "left" else 2
+            row.certainty = CERTAINTY_LABELS.get(shown["certainty"], "")
+            row.seconds = a.label.time_taken_s
+            row.note_1, row.note_2 = shown["note_left"], shown["note_right"]
+        rows.append(row)
+    return rows
+
+
+def undoable(*, campaign: Campaign, user, now=None) -> Assignment | None:
+    """The latest answer or skip the user may still undo (younger than `campaign.undo_seconds`)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    return (
+        Assignment.objects.filter(
+            item__campaign=campaign, annotator_id=user.pk,
+            status__in=[AssignmentStatus.SUBMITTED, AssignmentStatus.SKIPPED],
+            finished_at__gte=now - timedelta(seconds=campaign.undo_seconds),
+        ).order_by("-finished_at", "-pk").first()
     )
 
 

@@ -494,28 +494,72 @@ def skip(*, user, assignment_id: int, now: datetime | None = None) -> Assignment
         return a
 
 
+def answer_as_shown(label: HumanLabel, a_shown_first: bool) -> dict:
+    """A stored label as the annotator gave it: left/right, certainty 1..4 and notes in screen order."""
+    chose_a = label.choice == 0
+    certainty = None
+    if label.confidence is not None:
+        certainty = (5 - label.confidence) if chose_a else (label.confidence - 5)
+        certainty = certainty if certainty in CERTAINTY_LABELS else None
+    left_is_a = bool(a_shown_first)
+    return {
+        "preferred": "left" if chose_a == left_is_a else "right",
+        "certainty": certainty,
+        "note_left": label.note_a if left_is_a else label.note_b,
+        "note_right": label.note_b if left_is_a else label.note_a,
+    }
+
+
 def undo_last(*, user, campaign: Campaign, now: datetime | None = None) -> Assignment:
-    """Take back the annotator's latest answer in this campaign if it is younger than
-    `campaign.undo_seconds`: the label is deleted and the pair is leased to them again."""
+    """Take back the annotator's latest answer or skip in this campaign if it is younger than
+    `campaign.undo_seconds`: the pair is leased to them again (an answer's label is deleted).
+
+    The returned assignment carries `undone`: None after a skip, else the earlier answer as the
+    annotator gave it ({"preferred": "left"|"right", "certainty": 1..4|None, "note_left",
+    "note_right"}), so the page can show it again. A skipped pair may have gone to someone else
+    meanwhile; then there is no room left and NothingToUndo says so.
+    """
     now = now or timezone.now()
     with transaction.atomic():
         a = (
             Assignment.objects.select_for_update(of=("self",))
-            .select_related("item__comparison")
-            .filter(annotator_id=user.pk, item__campaign=campaign, status=SUBMITTED,
+            .select_related("item__comparison", "label")
+            .filter(annotator_id=user.pk, item__campaign=campaign, status__in=[SUBMITTED, SKIPPED],
                     finished_at__gte=now - timedelta(seconds=campaign.undo_seconds))
             .order_by("-finished_at", "-pk")
             .first()
         )
         if a is None:
-            raise NothingToUndo(f"nothing to undo (answers can be undone for {campaign.undo_seconds} s)")
-        label_id = a.label_id
+            raise NothingToUndo(f"nothing to undo (answers and skips can be undone for {campaign.undo_seconds} s)")
+        if a.status == SKIPPED:
+            # A skip gave the pair back to the pool: lease it again only if it still has room
+            # (same check as a late submit, under the item's row lock).
+            with connection.cursor() as cur:
+                if connection.features.has_select_for_update:
+                    cur.execute(f"SELECT id FROM {_T['i']} WHERE id = %s FOR UPDATE", [a.item_id])
+                cur.execute(
+                    f"SELECT 1 FROM {_T['i']} i WHERE i.id = %s AND i.n_done < %s AND i.n_done + "
+                    f"(SELECT COUNT(*) FROM {_T['a']} l WHERE l.item_id = i.id AND l.status = 'leased' "
+                    "AND l.expires_at > %s AND l.annotator_id <> %s) < %s",
+                    [a.item_id, campaign.overlap, _db_time(now), user.pk, campaign.overlap],
+                )
+                if cur.fetchone() is None:
+                    raise NothingToUndo("the skipped pair has gone to other annotators meanwhile")
+            a.status, a.finished_at = LEASED, None
+            a.leased_at, a.expires_at = now, now + timedelta(seconds=campaign.lease_seconds)
+            a.save(update_fields=["status", "finished_at", "leased_at", "expires_at"])
+            a.undone = None
+            return a
+        label = a.label
+        undone = answer_as_shown(label, a.a_shown_first) if label is not None else None
         a.status, a.label, a.finished_at = LEASED, None, None
         a.leased_at, a.expires_at = now, now + timedelta(seconds=campaign.lease_seconds)
         a.save(update_fields=["status", "label", "finished_at", "leased_at", "expires_at"])
-        HumanLabel.objects.filter(pk=label_id).delete()
+        if label is not None:
+            HumanLabel.objects.filter(pk=label.pk).delete()
         CampaignItem.objects.filter(pk=a.item_id).update(n_done=F("n_done") - 1)
         _refresh_flag(a.item_id, campaign.pk, a.item.comparison_id, a.item.is_gold, a.item.comparison.gold_choice)
+        a.undone = undone
         return a
 
 

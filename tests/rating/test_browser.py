@@ -66,8 +66,15 @@ def test_rate_skip_undo_with_keyboard(require_postgres, live_server, browser_pag
     skipped = _current(page)
     _press_and_wait_new_pair(page, "s", skipped)
 
-    page.keyboard.press("u")  # takes back the third answer and shows that pair again
-    page.wait_for_selector("#pair-notice:has-text('Undone')")
+    page.keyboard.press("u")  # u after s takes back the skip: the skipped pair is shown again
+    page.wait_for_selector("#pair-notice:has-text('Skip undone')")
+    assert _current(page) == skipped
+    _press_and_wait_new_pair(page, "s", skipped)  # skip it again
+
+    page.keyboard.press("u")  # undoes that skip ...
+    page.wait_for_selector("#pair-notice:has-text('Skip undone')")
+    page.keyboard.press("u")  # ... and then the third answer, which shows that pair again
+    page.wait_for_selector("#pair-notice:has-text('earlier answer')")
     third = list(pressed)[2]
     assert _current(page) == third
     assert page.inner_text("#my-done") == "2"
@@ -85,7 +92,7 @@ def test_rate_skip_undo_with_keyboard(require_postgres, live_server, browser_pag
             assert label.confidence == (1 if label.choice == 0 else 9)
         else:
             assert label.confidence is None
-    assert Assignment.objects.get(pk=skipped).status == "skipped"
+    assert Assignment.objects.get(pk=skipped).status == "leased"  # its skip was undone
     assert Assignment.objects.get(pk=third).status == "leased"
     assert not HumanLabel.objects.filter(assignment__pk=third).exists()
 

@@ -196,6 +196,44 @@ def test_undo_within_window_then_not_after(dataset, users):
         undo_last(user=users[0], campaign=c, now=now + timedelta(seconds=40))
 
 
+@pytest.mark.parametrize("preferred, certainty", [("left", 3), ("right", 1), ("right", None)])
+def test_undo_returns_the_earlier_answer_as_shown(dataset, users, preferred, certainty):
+    c = campaign_create(name="c", dataset=dataset, annotators=users, undo_seconds=30)
+    a = next_assignment(campaign=c, user=users[0])
+    label_submit(user=users[0], assignment_id=a.pk, preferred=preferred, certainty=certainty,
+                 note_left="left note", note_right="")
+    back = undo_last(user=users[0], campaign=c)
+    assert back.undone == {"preferred": preferred, "certainty": certainty, "note_left": "left note", "note_right": ""}
+
+
+def test_undo_after_skip_undoes_the_skip_not_the_answer_before(dataset, users):
+    c = campaign_create(name="c", dataset=dataset, annotators=users, undo_seconds=30)
+    now = timezone.now()
+    first = next_assignment(campaign=c, user=users[0], now=now)
+    label_submit(user=users[0], assignment_id=first.pk, preferred="left", now=now)
+    second = next_assignment(campaign=c, user=users[0], now=now)
+    skip(user=users[0], assignment_id=second.pk, now=now + timedelta(seconds=1))
+    back = undo_last(user=users[0], campaign=c, now=now + timedelta(seconds=2))
+    assert back.pk == second.pk and back.undone is None
+    assert Assignment.objects.get(pk=second.pk).status == "leased"
+    assert HumanLabel.objects.filter(assignment__pk=first.pk).exists()  # the answer before stays
+    assert next_assignment(campaign=c, user=users[0], now=now + timedelta(seconds=3)).pk == second.pk
+    # a second undo then takes back the answer
+    assert undo_last(user=users[0], campaign=c, now=now + timedelta(seconds=4)).pk == first.pk
+
+
+def test_undo_of_a_skip_refused_when_the_pair_went_to_others(users):
+    ds = make_dataset("one-pair", n=1)
+    c = campaign_create(name="c", dataset=ds, annotators=users, overlap=1, undo_seconds=30)
+    a = next_assignment(campaign=c, user=users[0])
+    skip(user=users[0], assignment_id=a.pk)
+    b = next_assignment(campaign=c, user=users[1])
+    assert b.item_id == a.item_id
+    with pytest.raises(NothingToUndo, match="other annotators"):
+        undo_last(user=users[0], campaign=c)
+    assert Assignment.objects.get(pk=a.pk).status == "skipped"
+
+
 def test_gold_miss_and_disagreement_flag_items(users):
     ds = make_dataset("flags", n=1, n_gold=1)
     gold_cmp = Comparison.objects.get(post__dataset=ds, gold_choice__isnull=False)

@@ -99,7 +99,9 @@ def test_history_and_staff_quality_report(client, campaign, users, staff_user):
         label_submit(user=u, assignment_id=a.pk, preferred=side)
     client.force_login(users[0])
     assert "1 answered" in client.get(reverse("labeling:history", args=[campaign.pk])).content.decode()
-    assert client.get(reverse("labeling:quality", args=[campaign.pk])).status_code == 302  # not staff
+    denied = client.get(reverse("labeling:quality", args=[campaign.pk]))  # not staff: the site's 403 page
+    assert denied.status_code == 403 and 'id="forbidden"' in denied.content.decode()
+    assert 'id="site-nav"' in denied.content.decode() and "Only staff can see campaign" in denied.content.decode()
     client.force_login(staff_user)
     page = client.get(reverse("labeling:quality", args=[campaign.pk]))
     assert page.status_code == 200
