@@ -1,18 +1,22 @@
 """Runs one TrainingRun in this process: claims it, builds its data from the labels, calls the ML
 loop with hooks that record progress, honour cancel requests and keep a heartbeat, and stores
 what it produced. Called by the Celery task (queue "gpu") and by `manage.py train`.
+
+Each execution holds the run under a token: its heartbeat thread (rlaif_site.jobs.Heartbeat)
+moves the run's heartbeat only while the token is still the run's, so a worker that the sweeper
+gave up on (and whose run another worker now continues) notices, stops, and writes nothing more.
 """
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Callable
 
 from django.conf import settings
-from django.db import connection
+
+from rlaif_site import jobs
 
 from . import params as run_params
 from . import selectors, services
@@ -21,7 +25,6 @@ from .models import LabelSource, RunKind, RunStatus, TrainingRun
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_EVERY_S = 20.0
 WRITE_EVERY_S = 1.0
 CANCEL_POLL_S = 1.0
 
@@ -31,7 +34,7 @@ StepCallback = Callable[[int, int, dict], None]
 class _Recorder:
     """Keeps the run's metrics and log in memory and writes them at most once a second."""
 
-    def __init__(self, run: TrainingRun, on_step: StepCallback | None):
+    def __init__(self, run: TrainingRun, on_step: StepCallback | None, token: str = ""):
         ckpt_step = (run.summary or {}).get("checkpoint_step", 0) if run.checkpoint_path else 0
         # Steps after the checkpoint are redone on resume: drop their old metrics.
         self.metrics = [m for m in (run.metrics or []) if m.get("step", 0) <= ckpt_step]
@@ -41,23 +44,21 @@ class _Recorder:
         self.on_step = on_step
         self._last_write = self._last_cancel_check = 0.0
         self._cancel = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run.pk}", daemon=True)
+        self.token = token
+        self.heartbeat = jobs.Heartbeat(lambda: services.run_heartbeat(run_id=self.run_id, token=token or None),
+                                        name=f"heartbeat-run-{run.pk}")
 
-    def _beat(self) -> None:
-        try:
-            while not self._stop.wait(HEARTBEAT_EVERY_S):
-                services.run_heartbeat(run_id=self.run_id)
-        finally:
-            connection.close()
+    @property
+    def lost(self) -> bool:
+        """The run is no longer this execution's (the sweeper re-queued it after missed heartbeats)."""
+        return self.heartbeat.lost
 
     def __enter__(self):
-        self._thread.start()
+        self.heartbeat.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self.heartbeat.__exit__(*exc)
 
     def line(self, text: str) -> None:
         self.log += f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} {text}\n"
@@ -74,10 +75,13 @@ class _Recorder:
             self.flush()
 
     def flush(self) -> None:
-        services.run_progress(run_id=self.run_id, step=self.step, total=self.total, metrics=self.metrics, log=self.log)
+        services.run_progress(run_id=self.run_id, step=self.step, total=self.total, metrics=self.metrics, log=self.log,
+                              token=self.token or None)
         self._last_write = time.monotonic()
 
     def should_stop(self) -> bool:
+        if self.lost:
+            return True
         if time.monotonic() - self._last_cancel_check >= CANCEL_POLL_S:
             self._last_cancel_check = time.monotonic()
             self._cancel = TrainingRun.objects.filter(pk=self.run_id, cancel_requested=True).exists()
@@ -86,8 +90,7 @@ class _Recorder:
     def on_checkpoint(self, path: str, step: int) -> None:
         self.line(f"checkpoint at step {step}: {path}")
         self.flush()
-        services.run_checkpoint_set(run_id=self.run_id, path=path, step=step)
-        TrainingRun.objects.filter(pk=self.run_id).update(summary={"checkpoint_step": step})
+        services.run_checkpoint_set(run_id=self.run_id, path=path, step=step, token=self.token or None)
 
     def hooks(self) -> Hooks:
         return Hooks(on_log=self.on_log, should_stop=self.should_stop, on_checkpoint=self.on_checkpoint)
@@ -103,19 +106,44 @@ def run_output_dir(run: TrainingRun) -> Path:
     return Path(settings.ARTIFACT_ROOT) / "runs" / f"run-{run.pk}"
 
 
+def _claim(run_id: int, token: str, poll_s: float = 1.0) -> TrainingRun | None:
+    """Claim the run, or take it over from a dead worker. While another worker's heartbeat is
+    fresh (a redelivered copy of a task that is still running, or one whose worker just died),
+    watch it: if it moves, that worker is alive and this copy drops out; if it goes stale, take over."""
+    outcome, run = services.run_claim(run_id=run_id, token=token)
+    if outcome != "busy":
+        return run
+    seen = TrainingRun.objects.values_list("heartbeat_at", flat=True).get(pk=run_id)
+    deadline = time.monotonic() + jobs.stale_s() + 2 * jobs.heartbeat_s()
+    while time.monotonic() < deadline:
+        time.sleep(poll_s)
+        now = TrainingRun.objects.values_list("heartbeat_at", flat=True).get(pk=run_id)
+        if now != seen:
+            logger.info("training run %s: its worker is alive (heartbeat moved); this copy of the task drops out", run_id)
+            return None
+        outcome, run = services.run_claim(run_id=run_id, token=token)
+        if outcome != "busy":
+            return run
+    return None
+
+
 def execute_run(run_id: int, *, on_step: StepCallback | None = None) -> str:
-    """Run a queued run to its end here; returns its final status ("skipped" if not claimable)."""
-    run = services.run_claim(run_id=run_id)
+    """Run a queued run (or take over one whose worker died) to its end here; returns its final
+    status, "skipped" when there is nothing to run here, "lost" when another worker took it over."""
+    token = jobs.new_token()
+    run = _claim(run_id, token)
     if run is None:
         return "skipped"
     run = selectors.run_get(run.pk)
     resume_from = run.checkpoint_path if run.checkpoint_path and Path(run.checkpoint_path).exists() else None
-    recorder = _Recorder(run, on_step)
+    recorder = _Recorder(run, on_step, token)
     try:
         with recorder:
             outcome = _dispatch(run, recorder, resume_from)
     except Exception as exc:  # the run records why; the worker stays up for the next job
         logger.exception("training run %s failed", run_id)
+        if recorder.lost:
+            return "lost"
         recorder.flush()
         services.run_fail(run_id=run_id, error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}")
         return RunStatus.FAILED
@@ -151,6 +179,14 @@ def _dispatch(run: TrainingRun, rec: _Recorder, resume_from: str | None) -> str:
                                        eval_fraction=data.eval_fraction)
             trained_on.update(labeler_config=run.labeler_config.name, labeler_config_id=run.labeler_config_id,
                               ai_label_ids=[p["label_id"] for p in pairs[: data.max_examples or None]])
+        elif run.label_source == LabelSource.HYBRID:
+            pairs = selectors.hybrid_pairs(dataset=dataset, labeler_config=run.labeler_config,
+                                           eval_fraction=data.eval_fraction, human_campaign=data.hybrid_campaign)
+            used = pairs[: data.max_examples or None]
+            trained_on.update(labeler_config=run.labeler_config.name, labeler_config_id=run.labeler_config_id,
+                              hybrid_campaign=data.hybrid_campaign,
+                              n_human_pairs=sum(p["provenance"] == "human" for p in used),
+                              n_ai_pairs=sum(p["provenance"] == "ai" for p in used))
         else:
             pairs = selectors.human_pairs(dataset=dataset, held_out=False, eval_fraction=data.eval_fraction)
             trained_on["human_label_ids"] = [p["label_id"] for p in pairs[: data.max_examples or None]]
@@ -251,6 +287,9 @@ def _launch(algorithm: str, algo, records: list[dict], out_dir: Path, rec: _Reco
 
 
 def _finish(run: TrainingRun, rec: _Recorder, result: TrainResult, trained_on: dict, policy_name: str) -> str:
+    if rec.lost:  # another worker owns the run now: its outcome is that worker's to write
+        logger.warning("training run %s: lost to another worker at step %s; not recording this result", run.pk, result.step)
+        return "lost"
     rec.flush()
     if result.status == "stopped":
         services.run_stopped(run_id=run.pk, step=result.step)
@@ -274,6 +313,8 @@ def _sample(run: TrainingRun, rec: _Recorder, algo, data) -> str:
         rec.on_log(done, total, {"posts_per_s": done / (time.perf_counter() - t0)})
 
     texts = generate_summaries(algo, posts, on_progress=progress, should_stop=rec.should_stop)
+    if rec.lost:
+        return "lost"
     if rec.should_stop():
         rec.flush()
         services.run_stopped(run_id=run.pk, step=rec.step)

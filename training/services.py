@@ -13,8 +13,10 @@ from typing import Any, Sequence
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from rlaif_site import jobs
 from labeling.models import Comparison, Dataset, LabelerConfig, Policy, PolicyKind, Summary, text_digest
 from . import params as run_params
 from . import selectors
@@ -22,9 +24,6 @@ from .models import LabelSource, ModelArtifact, RunKind, RunStatus, TrainingRun
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_STALE_S = 180
-"""A running run whose worker has not written a heartbeat for this long is marked failed (the
-worker writes one every 20 s from a background thread, whatever the loop is doing)."""
 
 LOG_MAX_CHARS = 200_000
 
@@ -158,6 +157,18 @@ def training_run_cancel(*, run_id: int) -> TrainingRun:
     return run
 
 
+def checkpoint_step(run: TrainingRun) -> int | None:
+    """The step of the checkpoint really saved (the runner records it with the path), None without one."""
+    if not run.checkpoint_path:
+        return None
+    return int((run.summary or {}).get("checkpoint_step") or 0)
+
+
+def _from_where(run: TrainingRun) -> str:
+    step = checkpoint_step(run)
+    return f"the checkpoint saved at step {step}" if step is not None else "the beginning (no checkpoint was saved yet)"
+
+
 @transaction.atomic
 def training_run_resume(*, run_id: int) -> TrainingRun:
     """Queue a failed or cancelled run again; it continues from its last checkpoint (or from the start)."""
@@ -167,79 +178,110 @@ def training_run_resume(*, run_id: int) -> TrainingRun:
     if run.checkpoint_path and not Path(run.checkpoint_path).exists():
         _append_log(run, f"checkpoint {run.checkpoint_path} is gone; restarting from the beginning")
         run.checkpoint_path = ""
-    where = f"checkpoint at step {run.step}" if run.checkpoint_path else "the beginning"
     run.status, run.cancel_requested, run.finished_at = RunStatus.QUEUED, False, None
-    _append_log(run, f"resume queued (from {where}); previous error: {run.error or 'none'}")
+    run.recoveries, run.lease_token = 0, ""
+    _append_log(run, f"resume queued (from {_from_where(run)}); previous error: {run.error or 'none'}")
     run.error = ""
     run.save()
     transaction.on_commit(lambda: _enqueue(run.pk))
     return run
 
 
-def training_runs_fail_stale(*, older_than_s: float = HEARTBEAT_STALE_S, run_id: int | None = None) -> int:
-    """Mark running runs whose worker stopped sending heartbeats as failed, with the reason."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+def training_runs_recover_stale(*, older_than_s: float | None = None, max_recoveries: int | None = None) -> int:
+    """The sweeper of training runs: a running run whose heartbeat is older than `older_than_s`
+    (JOB_STALE_S) lost its worker. It is queued again from its last checkpoint, at most
+    `max_recoveries` (JOB_MAX_RECOVERIES) times, then marked failed with the reason. Returns the
+    number of runs handled."""
+    stale = jobs.stale_s() if older_than_s is None else older_than_s
+    cutoff = timezone.now() - timedelta(seconds=stale)
     n = 0
     with transaction.atomic():
-        qs = TrainingRun.objects.select_for_update().filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
-        if run_id is not None:
-            qs = qs.filter(pk=run_id)
+        qs = (TrainingRun.objects.select_for_update(skip_locked=True).filter(status=RunStatus.RUNNING)
+              .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)))
         for run in qs:
-            _mark_lost(run, f"no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC")
+            beat = f"{run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if run.heartbeat_at else "never"
+            _recover(run, f"no heartbeat since {beat}", max_recoveries)
             n += 1
     return n
 
 
-def _mark_lost(run: TrainingRun, why: str) -> None:
-    resume = (f"Resume continues from the checkpoint at step {run.step}." if run.checkpoint_path
-              else "No checkpoint was written yet; resume restarts it.")
-    run.status, run.finished_at = RunStatus.FAILED, timezone.now()
-    run.error = f"The worker running this job was lost ({why}). {resume}"
-    _append_log(run, run.error)
+def _recover(run: TrainingRun, why: str, max_recoveries: int | None = None, *, requeue: bool = True) -> bool:
+    """A run whose worker was lost (call under its row lock): queued again from its last checkpoint
+    (or, with requeue=False, left for the caller to take over), unless it was lost more than
+    `max_recoveries` times: then it fails, naming the checkpoint step really saved. True when it goes on."""
+    limit = jobs.max_recoveries() if max_recoveries is None else max_recoveries
+    run.recoveries += 1
+    run.lease_token = ""
+    if run.recoveries > limit:
+        run.status, run.finished_at = RunStatus.FAILED, timezone.now()
+        run.error = (f"The worker running this run was lost {run.recoveries} times (last: {why}). "
+                     f"Resume continues from {_from_where(run)}.")
+        _append_log(run, run.error)
+        run.save()
+        return False
+    _append_log(run, f"worker lost ({why}); {'queued again' if requeue else 'taken over'} from {_from_where(run)} "
+                     f"(recovery {run.recoveries} of {limit})")
+    if requeue:
+        run.status = RunStatus.QUEUED
+        transaction.on_commit(lambda: _enqueue(run.pk))
     run.save()
+    return True
 
 
 # --- worker-side writes -------------------------------------------------------------------------
 
 
 @transaction.atomic
-def run_claim(*, run_id: int) -> TrainingRun | None:
-    """Move a queued run to running; None when it is not queued (cancelled, duplicate delivery).
-
-    A run still marked running whose heartbeat is stale means its worker died and the broker
-    redelivered the job: it is marked failed with that reason, to be resumed by a person.
+def run_claim(*, run_id: int, token: str = "") -> tuple[str, TrainingRun | None]:
+    """Give the run to the execution `token`: ("claimed", run) for a queued run; ("taken_over", run)
+    for a run still marked running whose heartbeat is stale (its worker died and the task was
+    redelivered: this execution goes on from the last checkpoint); ("busy", None) while another
+    worker's heartbeat is fresh; ("over", None) when there is nothing to run (done, cancelled, failed).
     """
     run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
     if run is None:
         logger.warning("training run %s does not exist", run_id)
-        return None
+        return "over", None
     now = timezone.now()
     if run.status == RunStatus.RUNNING:
-        if run.heartbeat_at is None or run.heartbeat_at < now - timedelta(seconds=HEARTBEAT_STALE_S):
-            _mark_lost(run, "the job was redelivered after its worker stopped")
-        return None
+        if run.heartbeat_at is not None and run.heartbeat_at >= now - timedelta(seconds=jobs.stale_s()):
+            return "busy", None
+        beat = f"{run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if run.heartbeat_at else "never"
+        if not _recover(run, f"no heartbeat since {beat}; its task was redelivered", requeue=False):
+            return "over", None
+        run.lease_token, run.heartbeat_at = token, now
+        run.save()
+        return "taken_over", run
     if run.status != RunStatus.QUEUED:
-        return None
-    run.status, run.heartbeat_at = RunStatus.RUNNING, now
+        return "over", None
+    run.status, run.heartbeat_at, run.lease_token = RunStatus.RUNNING, now, token
     run.started_at = run.started_at or now
-    _append_log(run, "started" if not run.checkpoint_path else f"resumed from {run.checkpoint_path}")
+    _append_log(run, "started" if not run.checkpoint_path else f"resumed from {_from_where(run)}")
     run.save()
-    return run
+    return "claimed", run
 
 
-def run_heartbeat(*, run_id: int) -> None:
-    TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+def _owned(run_id: int, token: str | None):
+    qs = TrainingRun.objects.filter(pk=run_id)
+    return qs.filter(lease_token=token) if token else qs
 
 
-def run_progress(*, run_id: int, step: int, total: int, metrics: list[dict], log: str) -> None:
-    TrainingRun.objects.filter(pk=run_id).update(
+def run_heartbeat(*, run_id: int, token: str | None = None) -> bool:
+    """Move the run's heartbeat; False when the run is no longer this execution's (or not running)."""
+    return _owned(run_id, token).filter(status=RunStatus.RUNNING).update(heartbeat_at=timezone.now()) > 0
+
+
+def run_progress(*, run_id: int, step: int, total: int, metrics: list[dict], log: str,
+                 token: str | None = None) -> None:
+    _owned(run_id, token).update(
         step=step, total_steps=total, progress=min(1.0, step / total) if total else 0.0, metrics=metrics,
         log=log[-LOG_MAX_CHARS:], heartbeat_at=timezone.now(),
     )
 
 
-def run_checkpoint_set(*, run_id: int, path: str, step: int) -> None:
-    TrainingRun.objects.filter(pk=run_id).update(checkpoint_path=path, heartbeat_at=timezone.now())
+def run_checkpoint_set(*, run_id: int, path: str, step: int, token: str | None = None) -> None:
+    """Record a checkpoint written to disk, with its step, in one write (the step a recovery names)."""
+    _owned(run_id, token).update(checkpoint_path=path, summary={"checkpoint_step": step}, heartbeat_at=timezone.now())
 
 
 @transaction.atomic

@@ -80,14 +80,13 @@ def _data_names(kind: str) -> set[str]:
 
 @staff_required
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    services.training_runs_fail_stale(run_id=pk)
     run = _run(pk)
     return render(request, "training/run_detail.html", {"run": run, "artifacts": selectors.run_artifacts(run)})
 
 
 @staff_required
 def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
-    services.training_runs_fail_stale(run_id=pk)
+    # A GET writes nothing: a run whose worker died is found by the job sweeper, not by this poll.
     run = _run(pk)
     return render(request, "training/_run_progress.html", {"run": run, "artifacts": selectors.run_artifacts(run)})
 

@@ -143,12 +143,20 @@ def test_worker_lost_mid_run_is_marked_failed_and_resumes_from_checkpoint(train_
         runner.execute_run(run.pk, on_step=die)
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING  # what a dead worker leaves behind
-    # A live heartbeat protects it; a stale one gets it marked failed, with the reason.
-    assert services.training_runs_fail_stale() == 0
-    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
-    assert services.training_runs_fail_stale() == 1
+    # A live heartbeat protects it; a stale one gets it queued again from the checkpoint really
+    # saved (step 2, though the run had logged step 3), up to the limit; then it fails saying so.
+    assert services.training_runs_recover_stale() == 0
+    stale = dict(heartbeat_at=timezone.now() - timedelta(minutes=10), step=3)
+    TrainingRun.objects.filter(pk=run.pk).update(**stale)
+    assert services.training_runs_recover_stale(max_recoveries=1) == 1
     run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and "worker" in run.error and "step 2" in run.error
+    assert run.status == RunStatus.QUEUED and run.recoveries == 1 and run.lease_token == ""
+    assert "queued again from the checkpoint saved at step 2 (recovery 1 of 1)" in run.log
+    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, **stale)
+    assert services.training_runs_recover_stale(max_recoveries=1) == 1
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and "lost 2 times" in run.error
+    assert "checkpoint saved at step 2" in run.error and "step 3" not in run.error
 
     services.training_run_resume(run_id=run.pk)
     steps = []
@@ -158,18 +166,30 @@ def test_worker_lost_mid_run_is_marked_failed_and_resumes_from_checkpoint(train_
     assert [m["step"] for m in run.metrics] == [1, 2, 3, 4]
 
 
-def test_redelivered_job_of_a_dead_worker_marks_the_run_failed(train_data):
-    run = services.training_run_create(kind="sft", dataset="tldr-test", base_artifact="tiny-gpt2", enqueue=False)
-    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING,
+def test_redelivered_job_of_a_dead_worker_takes_the_run_over(train_data, settings, monkeypatch):
+    run = services.training_run_create(kind="sft", dataset="tldr-test", base_artifact="tiny-gpt2", enqueue=False,
+                                       hyperparameters=dict(TINY, max_steps=2, max_length=64))
+    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, lease_token="dead-worker",
                                                  heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert runner.execute_run(run.pk) == RunStatus.DONE
+    run.refresh_from_db()
+    assert run.recoveries == 1 and "its task was redelivered" in run.log and "taken over from the beginning" in run.log
+    assert run.lease_token not in ("", "dead-worker") and run.artifacts.count() == 1
+
+    # A duplicate delivery while a live worker's heartbeat keeps moving drops out and changes nothing.
+    settings.JOB_STALE_S, settings.JOB_HEARTBEAT_S = 3, 0.5
+    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, lease_token="live-worker",
+                                                 heartbeat_at=timezone.now())
+    beats = []
+
+    def live_worker_beats(seconds):  # stands for the other worker's heartbeat thread
+        beats.append(seconds)
+        TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
+
+    monkeypatch.setattr(runner.time, "sleep", live_worker_beats)
     assert runner.execute_run(run.pk) == "skipped"
     run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and "redelivered" in run.error
-    # while a live worker holds it, a duplicate delivery leaves it alone
-    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, heartbeat_at=timezone.now())
-    assert runner.execute_run(run.pk) == "skipped"
-    run.refresh_from_db()
-    assert run.status == RunStatus.RUNNING
+    assert beats and run.status == RunStatus.RUNNING and run.lease_token == "live-worker" and run.recoveries == 1
 
 
 def test_direct_rlaif_reward_is_in_minus_one_one(train_data):
