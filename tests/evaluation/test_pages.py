@@ -212,3 +212,68 @@ def test_filters(client, annotator, computed, no_queue):
 def test_nav_links_to_evaluation(client, annotator):
     client.force_login(annotator)
     assert reverse("evaluation:index") in client.get(reverse("home")).content.decode()
+
+
+def test_position_bias_split_is_a_share_of_the_biased_pairs(client, annotator, computed, no_queue):
+    """The paper's "biased to 1st/2nd" columns: shares of the biased pairs, not of all pairs."""
+    from labeling.models import AILabel, LabelerConfig
+
+    cfg = LabelerConfig.objects.create(name="judge-mixed", model="tiny")
+    orders = [(0.9, 0.2), (0.8, 0.3), (0.7, 0.1), (0.2, 0.8), (0.9, 0.9), (0.2, 0.1)]  # 3 first, 1 second, 2 not
+    for (comp, _), (ab, ba) in zip(computed["comps"], orders):
+        AILabel.objects.create(comparison=comp, config=cfg, p_a=(ab + 1 - ba) / 2, p_a_ab=ab, p_a_ba=ba)
+    client.force_login(annotator)
+    rows = {r["judge"]: r for r in client.get(reverse("evaluation:alignment")).context["tables"][0].rows}
+    mixed = rows["judge-mixed"]
+    assert mixed["position_bias"] == pytest.approx(4 / 6)
+    assert mixed["bias_first"] == pytest.approx(3 / 4) and mixed["bias_second"] == pytest.approx(1 / 4)
+
+
+def test_verdict_badge_beside_the_judge_name_with_a_legend(client, annotator, computed, no_queue):
+    client.force_login(annotator)
+    html = client.get(reverse("evaluation:alignment")).content.decode()
+    assert 'judge-biased <span class="badge bad">no better than a trivial judge</span>' in html
+    assert 'id="legend-alignment"' in html and "beats trivial judges" in html
+    assert "<details><summary>more</summary>" in html  # secondary columns folded into each row
+
+
+def test_drilldown_shows_each_ai_label_p_a_and_the_side_it_took(client, annotator, computed, no_queue):
+    client.force_login(annotator)
+    rl, sft, good = computed["rl"], computed["sft"], computed["good"]
+    r = client.get(reverse("evaluation:winrate_cell"), {"x": rl.pk, "y": sft.pk, "judge": f"config:{good.pk}"})
+    rows = r.context["rows"]
+    assert len(rows) == 6
+    w1_by_comp = {c.pk: w for (c, _), w in zip(computed["comps"], computed["w1"])}
+    for row in rows:
+        label = next(a for a in row["ai"] if a["name"] == "judge-good")
+        assert label["selected"] and label["side"] == ("x" if w1_by_comp[row["comparison"].pk] == 1 else "y")
+        assert label["p_a"] in (pytest.approx(0.9), pytest.approx(0.1))
+    html = r.content.decode()
+    assert "p(A) 0.9000 → rl" in html or "p(A) 0.1000 → rl" in html
+    assert "p(A) 0.5000 → tie" in html  # judge-biased's exact ties on odd comparisons
+
+
+def test_model_column_shows_artifact_names_not_server_paths(client, annotator, computed, no_queue, settings):
+    from labeling.models import AILabel, LabelerConfig
+    from training.models import ModelArtifact
+
+    path = f"{settings.ARTIFACT_ROOT}/runs/17/final"
+    ModelArtifact.objects.create(name="rlaif-labeler-v2", kind="base", path="runs/17/final")
+    comp, _ = computed["comps"][0]
+    for name, model in (("registered", path), ("unregistered", "/home/someone/secret/ckpt-9")):
+        AILabel.objects.create(comparison=comp, config=LabelerConfig.objects.create(name=name, model=model), p_a=0.7)
+    client.force_login(annotator)
+    r = client.get(reverse("evaluation:alignment"))
+    rows = {x["judge"]: x for x in r.context["tables"][0].rows}
+    assert rows["registered"]["model"] == "rlaif-labeler-v2" and rows["unregistered"]["model"] == "ckpt-9"
+    assert rows["judge-good"]["model"] == "tiny"
+    html = r.content.decode()
+    assert str(settings.ARTIFACT_ROOT) not in html and "/home/someone" not in html
+
+
+def test_filter_form_submits_to_the_bare_path(client, annotator, computed, no_queue):
+    """htmx appends the form's fields to hx-get: an empty hx-get would repeat the current query."""
+    client.force_login(annotator)
+    html = client.get(reverse("evaluation:winrates"), {"judge": "trivial:longer", "dataset": "small"}).content.decode()
+    path = reverse("evaluation:winrates")
+    assert f'action="{path}" hx-get="{path}"' in html
