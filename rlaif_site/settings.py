@@ -2,7 +2,7 @@
 
 Documented variables (see README):
   SECRET_KEY, DEBUG, ALLOWED_HOSTS, DATABASE_URL, CELERY_BROKER_URL, ARTIFACT_ROOT, HTTPS,
-  CSRF_TRUSTED_ORIGINS, TEST_DATABASE_NAME.
+  CSRF_TRUSTED_ORIGINS, TEST_DATABASE_NAME, TRAINING_MAX_PROCESSES.
 
 With nothing set the app runs on a SQLite file and a file-system Celery broker (no servers needed);
 this is for the one-command demo. Production sets DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL
@@ -29,6 +29,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 VAR_DIR = Path(env("VAR_DIR", default=str(BASE_DIR / "var")))
 ARTIFACT_ROOT = Path(env("ARTIFACT_ROOT", default=str(VAR_DIR / "artifacts")))
 DATA_DIR = BASE_DIR / "data"
+# The most processes (GPUs) one training run may ask for: the GPUs of one worker machine.
+TRAINING_MAX_PROCESSES = env.int("TRAINING_MAX_PROCESSES", default=8)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

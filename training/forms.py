@@ -3,16 +3,12 @@ with the algorithm's defaults (the paper's, where it gives them) and their docst
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 
 from labeling.models import Dataset, LabelerConfig
 from . import params as run_params
+from .ml.common import ConfigValueError
 from .models import LabelSource, ModelArtifact, RunKind
-
-CHOICES = {
-    "optimizer": ["adamw", "adafactor"],
-    "baseline": ["leave_one_out", "batch_mean"],
-    "precision": ["auto", "bf16", "fp16", "no"],
-}
 
 SOURCES = {
     RunKind.SFT: [LabelSource.REFERENCES],
@@ -52,9 +48,9 @@ class TrainingRunForm(forms.Form):
             self.fields["base_artifact"].required = True
         self.param_names = []
         for spec in run_params.param_specs(kind):
-            default, name = spec["default"], f"hp_{spec['name']}"
-            if spec["name"] in CHOICES:
-                field = forms.ChoiceField(choices=[(c, c) for c in CHOICES[spec["name"]]], initial=default)
+            default, name, limits = spec["default"], f"hp_{spec['name']}", spec["limits"]
+            if "choices" in limits:
+                field = forms.ChoiceField(choices=[(c, c) for c in limits["choices"]], initial=default)
             elif isinstance(default, bool):
                 field = forms.BooleanField(required=False, initial=default)
             elif isinstance(default, int):
@@ -62,13 +58,29 @@ class TrainingRunForm(forms.Form):
             elif isinstance(default, float):
                 field = forms.FloatField(initial=default)
             else:
-                field = forms.CharField(required=False, initial=default)
+                field = forms.CharField(required=False, initial=default, strip=True)
+            # The browser hint only; the ranges are enforced in clean() by the same rule the services use.
+            field.widget.attrs.update({k: v for k, v in (("min", limits.get("min")), ("max", limits.get("max")))
+                                       if v is not None and not isinstance(field, forms.ChoiceField)})
             field.label, field.help_text = spec["name"], f"{spec['help']} (default {default!r})"
             self.fields[name] = field
             self.param_names.append(name)
 
+    def clean(self) -> dict:
+        """Check the hyperparameters against their declared ranges and put the error on the field at fault."""
+        cleaned = super().clean()
+        if any(n in self.errors for n in self.param_names):
+            return cleaned
+        try:
+            run_params.split_params(self.kind, self.hyperparameters(), max_processes=settings.TRAINING_MAX_PROCESSES)
+        except ConfigValueError as exc:
+            self.add_error(f"hp_{exc.field}" if f"hp_{exc.field}" in self.fields else None, str(exc))
+        except ValueError as exc:
+            self.add_error(None, str(exc))
+        return cleaned
+
     def hyperparameters(self) -> dict:
-        return {n.removeprefix("hp_"): self.cleaned_data[n] for n in self.param_names}
+        return {n.removeprefix("hp_"): self.cleaned_data[n] for n in self.param_names if n in self.cleaned_data}
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data

@@ -76,6 +76,8 @@ def training_run_create(*, kind: str, created_by=None, name: str = "", base_chec
     if kind not in RunKind.values:
         raise ValidationError({"kind": f"kind must be one of {RunKind.values}, got {kind!r}"})
     hp = dict(hyperparameters or {})
+    if hyperparameters is not None and not isinstance(hyperparameters, dict):
+        raise ValidationError({"hyperparameters": "hyperparameters must be an object of field: value"})
     hp.update(extra)
     dataset = _dataset(dataset)
     if dataset is None:
@@ -90,6 +92,11 @@ def training_run_create(*, kind: str, created_by=None, name: str = "", base_chec
     if base is not None:
         base_checkpoint = f"artifact:{base.pk}"
     labeler_config = _labeler_config(labeler_config)
+    else:
+        try:
+            base_checkpoint = run_params.check_base_checkpoint(base_checkpoint, artifact_root=settings.ARTIFACT_ROOT)
+        except ValueError as exc:
+            raise ValidationError({"base_checkpoint": str(exc)}) from exc
     reward_artifact = _artifact(reward_artifact, "reward_artifact")
 
     if kind == RunKind.SFT:
@@ -118,7 +125,7 @@ def training_run_create(*, kind: str, created_by=None, name: str = "", base_chec
             raise ValidationError({"base_artifact": "sampling needs a policy artifact (one made by an SFT or RL run)"})
 
     try:
-        run_params.split_params(kind, hp)
+        run_params.split_params(kind, hp, max_processes=settings.TRAINING_MAX_PROCESSES)
     except ValueError as exc:
         raise ValidationError({"hyperparameters": str(exc)}) from exc
     full = run_params.defaults(kind)

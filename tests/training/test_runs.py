@@ -62,7 +62,7 @@ def test_create_rejects_bad_input_naming_the_field(train_data, kwargs, field):
 def test_full_pipeline_rlhf_and_rlaif(train_data, sft_artifact, tiny_models):
     assert sft_artifact.policy.kind == PolicyKind.SFT
     assert sft_artifact.parents.get() == train_data["lm"]
-    rm_kwargs = dict(dataset="tldr-test", base_checkpoint=str(tiny_models["causal_lm"]), eval_fraction=0.5,
+    rm_kwargs = dict(dataset="tldr-test", base_artifact=train_data["lm"], eval_fraction=0.5,
                      hyperparameters=dict(TINY, max_length=96, learning_rate=1e-3))
     human_rm = _run(kind="reward", label_source="human", **rm_kwargs)
     ai_rm = _run(kind="reward", label_source="ai", labeler_config=train_data["config"], **rm_kwargs)
@@ -100,8 +100,8 @@ def test_full_pipeline_rlhf_and_rlaif(train_data, sft_artifact, tiny_models):
         assert c.summary_a_id < c.summary_b_id and c.summary_a.post_id == c.summary_b.post_id == c.post_id
 
 
-def test_failed_run_records_the_error(train_data):
-    run = _run(kind="sft", dataset="tldr-test", base_checkpoint="/nonexistent/model", max_steps=1)
+def test_failed_run_records_the_error(train_data, artifact_root):
+    run = _run(kind="sft", dataset="tldr-test", base_checkpoint=str(artifact_root / "nonexistent" / "model"), max_steps=1)
     assert run.status == RunStatus.FAILED and "nonexistent" in run.error
 
 

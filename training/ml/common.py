@@ -76,6 +76,73 @@ class TrainingDataError(ValueError):
     """The data handed to a loop cannot be trained on (empty, malformed); the message says why."""
 
 
+# --- allowed values of config fields ----------------------------------------------------------
+
+
+def ranged(default: Any, *, min: float | None = None, max: float | None = None, gt: float | None = None,
+           choices: tuple | list | None = None, max_len: int | None = None) -> Any:
+    """A config dataclass field whose allowed values are declared beside it.
+
+    `min` / `max` are inclusive bounds, `gt` an exclusive lower bound (e.g. a learning rate that
+    must be positive), `choices` the only values a string field takes, `max_len` the longest string
+    (no NUL character is ever allowed in a string field). `check_ranges` (called by
+    `config_from_dict`, hence by every path that builds a config from user input: the run form,
+    the admin, `manage.py train --set`, the services and `training.ml.launch`) enforces them:
+
+        batch_size: int = ranged(128, min=1, max=65_536)
+        '''Examples per optimizer step.'''
+
+    Write the attribute docstring under the field as usual; `field_docs` still finds it.
+    """
+    limits = {k: v for k, v in (("min", min), ("max", max), ("gt", gt), ("max_len", max_len)) if v is not None}
+    if choices is not None:
+        limits["choices"] = tuple(choices)
+    return field(default=default, metadata={"limits": limits})
+
+
+def field_limits(cls: type) -> dict[str, dict]:
+    """{field name: its declared limits} for the fields of a config dataclass declared with `ranged`."""
+    return {f.name: dict(f.metadata["limits"]) for f in dataclasses.fields(cls) if "limits" in f.metadata}
+
+
+class ConfigValueError(ValueError):
+    """A config value outside its declared range; `field` names the field at fault."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_value(name: str, value: Any, limits: dict, *, where: str = "hyperparameters") -> None:
+    """Raise ConfigValueError (naming the field) when `value` is outside `limits` (see `ranged`)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ConfigValueError(f"{where}: {name} must not contain a NUL character", field=name)
+        if "max_len" in limits and len(value) > limits["max_len"]:
+            raise ConfigValueError(f"{where}: {name} must be at most {limits['max_len']} characters, got {len(value)}",
+                                   field=name)
+    if "choices" in limits:
+        if value not in limits["choices"]:
+            raise ConfigValueError(f"{where}: {name} must be one of {list(limits['choices'])}, got {value!r}", field=name)
+        return
+    if isinstance(value, str):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigValueError(f"{where}: {name} must be a finite number, got {value!r}", field=name)
+    if "gt" in limits and not value > limits["gt"]:
+        raise ConfigValueError(f"{where}: {name} must be greater than {limits['gt']}, got {value!r}", field=name)
+    if "min" in limits and value < limits["min"]:
+        raise ConfigValueError(f"{where}: {name} must be at least {limits['min']}, got {value!r}", field=name)
+    if "max" in limits and value > limits["max"]:
+        raise ConfigValueError(f"{where}: {name} must be at most {limits['max']:,}, got {value!r}", field=name)
+
+
+def check_ranges(config: Any, *, where: str = "hyperparameters") -> None:
+    """Check every `ranged` field of a config dataclass instance; the first bad one raises ConfigValueError."""
+    for name, limits in field_limits(type(config)).items():
+        check_value(name, getattr(config, name), limits, where=where)
+
+
 # --- config docs -----------------------------------------------------------------------------
 
 
@@ -98,7 +165,8 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def config_from_dict(cls: type, values: dict | None, *, where: str = "hyperparameters") -> Any:
-    """Build a config dataclass from a dict, rejecting unknown keys and casting to the field types."""
+    """Build a config dataclass from a dict, rejecting unknown keys, casting to the field types and
+    checking the declared ranges (`ranged`); errors are ValueErrors whose message names the field."""
     values = dict(values or {})
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
@@ -115,11 +183,16 @@ def config_from_dict(cls: type, values: dict | None, *, where: str = "hyperparam
                 kwargs[name] = int(raw)
             elif isinstance(default, float):
                 kwargs[name] = float(raw)
+            elif isinstance(default, str) and not isinstance(raw, str):
+                raise TypeError(name)
             else:
                 kwargs[name] = raw
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where}: field {name!r} of {cls.__name__} expects {type(default).__name__}, got {raw!r}") from exc
-    return cls(**kwargs)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ConfigValueError(f"{where}: field {name!r} of {cls.__name__} expects {type(default).__name__}, "
+                                   f"got {raw!r}", field=name) from exc
+    config = cls(**kwargs)
+    check_ranges(config, where=where)
+    return config
 
 
 # --- devices, seeds, optimizers -------------------------------------------------------------

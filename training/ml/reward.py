@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 from labeling import formats
 
 from . import common
-from .common import Hooks, TrainingDataError, TrainResult
+from .common import Hooks, TrainingDataError, TrainResult, ranged
 
 if TYPE_CHECKING:  # annotations only: torch is imported inside the functions that use it
     import torch
@@ -32,31 +32,31 @@ HIGH_CONFIDENCE = formats.HIGH_CONFIDENCE
 class RewardConfig:
     model: str = ""
     """Backbone checkpoint (e.g. the MiniLM encoder, or an SFT policy); a new scalar head is added."""
-    learning_rate: float = 1e-5
+    learning_rate: float = ranged(1e-5, gt=0, max=1.0)
     """The paper's reward-model learning rate."""
-    epochs: int = 2
+    epochs: int = ranged(2, min=1, max=100)
     """The paper trains 2-3 epochs."""
-    batch_size: int = 128
+    batch_size: int = ranged(128, min=1, max=65_536)
     """Pairs per optimizer step (the paper's 128 for summarization)."""
-    micro_batch_size: int = 16
+    micro_batch_size: int = ranged(16, min=1, max=65_536)
     """Pairs per forward pass; gradients are accumulated up to batch_size."""
-    max_length: int = 1152
+    max_length: int = ranged(1152, min=16, max=32_768)
     """Tokens per (post, summary) input, the paper's 1,152; capped at the backbone's own limit."""
-    optimizer: str = "adamw"
+    optimizer: str = ranged("adamw", choices=("adamw", "adafactor"))
     """adamw or adafactor."""
-    weight_decay: float = 0.0
+    weight_decay: float = ranged(0.0, min=0.0, max=10.0)
     """Decoupled weight decay."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = ranged(1.0, gt=0, max=1e6)
     """Gradient clipping."""
-    max_steps: int = 0
+    max_steps: int = ranged(0, min=0, max=10_000_000)
     """Stop after this many optimizer steps (0: run all epochs)."""
-    checkpoint_every: int = 50
+    checkpoint_every: int = ranged(50, min=1, max=10_000_000)
     """Write a resumable checkpoint every this many steps (and when stopped)."""
-    eval_batch_size: int = 32
+    eval_batch_size: int = ranged(32, min=1, max=65_536)
     """Pairs per forward pass when scoring held-out pairs."""
-    seed: int = 0
+    seed: int = ranged(0, min=0, max=2**32 - 1)
     """Seed of the data order and of the new head."""
-    precision: str = "auto"
+    precision: str = ranged("auto", choices=("auto", "bf16", "fp16", "no"))
     """auto (bf16 on a CUDA GPU, fp32 on CPU), bf16, fp16 or no."""
 
 

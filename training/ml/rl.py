@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import common
-from .common import Hooks, TrainingDataError, TrainResult
+from .common import Hooks, TrainingDataError, TrainResult, ranged
 
 if TYPE_CHECKING:  # annotations only: torch is imported inside the functions that use it
     import torch
@@ -33,37 +33,37 @@ RewardFn = Callable[[Sequence[dict], Sequence[str]], Sequence[float]]
 class RLConfig:
     model: str = ""
     """The SFT policy: initial policy and the frozen KL reference."""
-    learning_rate: float = 1e-5
+    learning_rate: float = ranged(1e-5, gt=0, max=1.0)
     """The paper's RL learning rate."""
-    epochs: int = 8
+    epochs: int = ranged(8, min=1, max=100)
     """Passes over the prompts (the paper's 8)."""
-    batch_size: int = 128
+    batch_size: int = ranged(128, min=1, max=65_536)
     """Prompts per optimizer step (the paper's 128)."""
-    samples_per_prompt: int = 2
+    samples_per_prompt: int = ranged(2, min=1, max=64)
     """Summaries sampled per prompt; 2 or more gives the leave-one-out baseline."""
-    micro_batch_size: int = 16
+    micro_batch_size: int = ranged(16, min=1, max=65_536)
     """Sequences per generation / forward pass."""
-    kl_beta: float = 0.05
+    kl_beta: float = ranged(0.05, min=0.0, max=1.0)
     """beta in (1 - beta) * reward - beta * KL(policy || SFT): the paper's 0.05."""
-    temperature: float = 0.9
+    temperature: float = ranged(0.9, gt=0, max=10.0)
     """Sampling temperature during RL (the paper's 0.9)."""
-    max_new_tokens: int = 64
+    max_new_tokens: int = ranged(64, min=1, max=4_096)
     """Longest sampled summary, in tokens."""
-    max_prompt_length: int = 512
+    max_prompt_length: int = ranged(512, min=8, max=32_768)
     """Prompt tokens; the post is shortened to fit."""
-    baseline: str = "leave_one_out"
+    baseline: str = ranged("leave_one_out", choices=("leave_one_out", "batch_mean"))
     """leave_one_out (other samples of the same post) or batch_mean."""
-    optimizer: str = "adafactor"
+    optimizer: str = ranged("adafactor", choices=("adamw", "adafactor"))
     """The paper's Adafactor; adamw also works."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = ranged(1.0, gt=0, max=1e6)
     """Gradient clipping."""
-    max_steps: int = 0
+    max_steps: int = ranged(0, min=0, max=10_000_000)
     """Stop after this many optimizer steps (0: run all epochs)."""
-    checkpoint_every: int = 20
+    checkpoint_every: int = ranged(20, min=1, max=10_000_000)
     """Write a resumable checkpoint every this many steps (and when stopped)."""
-    seed: int = 0
+    seed: int = ranged(0, min=0, max=2**32 - 1)
     """Seed of the prompt order and of sampling."""
-    precision: str = "auto"
+    precision: str = ranged("auto", choices=("auto", "bf16", "fp16", "no"))
     """auto (bf16 on a CUDA GPU, fp32 on CPU), bf16, fp16 or no."""
 
 

@@ -5,21 +5,22 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import common
+from .common import ranged
 
 
 @dataclass
 class SamplingConfig:
     model: str = ""
     """The policy checkpoint (a save_pretrained folder or a Hugging Face name)."""
-    temperature: float = 0.0
+    temperature: float = ranged(0.0, min=0.0, max=10.0)
     """0 decodes greedily (deterministic evaluation samples); the paper samples at 0.9 during RL."""
-    max_new_tokens: int = 64
+    max_new_tokens: int = ranged(64, min=1, max=4_096)
     """Longest summary, in tokens."""
-    max_prompt_length: int = 512
+    max_prompt_length: int = ranged(512, min=8, max=32_768)
     """Prompt tokens; the post is shortened to fit."""
-    batch_size: int = 16
+    batch_size: int = ranged(16, min=1, max=4_096)
     """Posts per generate() call."""
-    seed: int = 0
+    seed: int = ranged(0, min=0, max=2**32 - 1)
     """Seed of sampling when temperature > 0."""
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import common
-from .common import Hooks, TrainingDataError, TrainResult
+from .common import Hooks, TrainingDataError, TrainResult, ranged
 
 if TYPE_CHECKING:  # annotations only: torch is imported inside the functions that use it
     import torch
@@ -23,31 +23,31 @@ if TYPE_CHECKING:  # annotations only: torch is imported inside the functions th
 class SFTConfig:
     model: str = ""
     """Base causal LM: a Hugging Face name or a local save_pretrained folder."""
-    learning_rate: float = 5e-5
+    learning_rate: float = ranged(5e-5, gt=0, max=1.0)
     """The paper gives no SFT settings; 5e-5 follows common TL;DR SFT recipes (Stiennon et al. 2020 scale)."""
-    epochs: int = 1
+    epochs: int = ranged(1, min=1, max=100)
     """Passes over the reference summaries (one, as Stiennon et al. 2020)."""
-    batch_size: int = 128
+    batch_size: int = ranged(128, min=1, max=65_536)
     """Examples per optimizer step (the paper's batch size for its RL and RM runs)."""
-    micro_batch_size: int = 8
+    micro_batch_size: int = ranged(8, min=1, max=65_536)
     """Examples per forward pass; gradients are accumulated up to batch_size."""
-    max_length: int = 512
+    max_length: int = ranged(512, min=16, max=32_768)
     """Tokens of prompt plus summary; the post is shortened to fit."""
-    max_summary_tokens: int = 64
+    max_summary_tokens: int = ranged(64, min=1, max=4_096)
     """Summary tokens kept (TL;DR summaries are short); the rest of max_length goes to the prompt."""
-    optimizer: str = "adamw"
+    optimizer: str = ranged("adamw", choices=("adamw", "adafactor"))
     """adamw or adafactor."""
-    weight_decay: float = 0.0
+    weight_decay: float = ranged(0.0, min=0.0, max=10.0)
     """Decoupled weight decay."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = ranged(1.0, gt=0, max=1e6)
     """Gradient clipping."""
-    max_steps: int = 0
+    max_steps: int = ranged(0, min=0, max=10_000_000)
     """Stop after this many optimizer steps (0: run all epochs)."""
-    checkpoint_every: int = 50
+    checkpoint_every: int = ranged(50, min=1, max=10_000_000)
     """Write a resumable checkpoint every this many steps (and when stopped)."""
-    seed: int = 0
+    seed: int = ranged(0, min=0, max=2**32 - 1)
     """Seed of the data order and of the initialization of new heads."""
-    precision: str = "auto"
+    precision: str = ranged("auto", choices=("auto", "bf16", "fp16", "no"))
     """auto (bf16 on a CUDA GPU, fp32 on CPU), bf16, fp16 or no."""
 
 
