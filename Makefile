@@ -32,5 +32,13 @@ test: venv
 	@if [ -z "$$DATABASE_URL" ]; then eval "$$(bash .ci/services)"; fi; \
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The quick loop while editing: no browser, no real-worker or slow tests, stop at the first failure.
+test-fast: venv
+	$(PY) -m pytest -x -q -m "not slow and not browser" $(PYTEST_ARGS)
+
+# ruff, configured in pyproject.toml; CI runs it before the tests.
+lint: venv
+	$(VENV)/bin/ruff check .
+
 clean:
 	rm -rf var

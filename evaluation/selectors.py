@@ -36,10 +36,10 @@ class Filters:
     human_ids: tuple[int | None, int | None] = (None, None)
     ai_ids: tuple[int | None, int | None] = (None, None)
 
-    def upto(self, human_max: int, ai_max: int) -> "Filters":
+    def upto(self, human_max: int, ai_max: int) -> Filters:
         return replace(self, human_ids=(None, human_max), ai_ids=(None, ai_max))
 
-    def since(self, human_max: int, ai_max: int) -> "Filters":
+    def since(self, human_max: int, ai_max: int) -> Filters:
         return replace(self, human_ids=(human_max, None), ai_ids=(ai_max, None))
 
     def key(self) -> str:

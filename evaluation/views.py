@@ -122,8 +122,8 @@ def export(request: HttpRequest, page: str, table: str, fmt: str) -> HttpRespons
     kwargs = {"judge": request.GET.get("judge", HUMANS)} if page == "winrates" else {}
     try:
         t = pages.export_table(f, page, table, auto_refresh=False, **kwargs)
-    except KeyError:
-        raise Http404("unknown table")
+    except KeyError as exc:
+        raise Http404("unknown table") from exc
     if fmt == "csv":
         response = HttpResponse(tables.table_csv(t), content_type="text/csv; charset=utf-8")
     else:

@@ -86,7 +86,7 @@ def test_old_results_are_evicted_and_the_unfiltered_one_kept(small_world, settin
     left = set(CachedResult.objects.values_list("key", flat=True))
     assert left == {cache.cache_key(Filters()), *keys[-2:]}
     settings.EVALUATION_RESULT_MAX_AGE_DAYS = 1
-    CachedResult.objects.filter(key=keys[-1]).update(computed_at=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
+    CachedResult.objects.filter(key=keys[-1]).update(computed_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
     assert cache.results_evict() == 1
     assert not CachedResult.objects.filter(key=keys[-1]).exists()
 
