@@ -33,6 +33,9 @@ class Scored:
     probs: list[float] | None
     prompt_tokens: int = 0
     error: str = ""
+    method: str = "logits"
+    """How the probabilities were read: "logits" (the model's full next-token distribution, local
+    backend); over HTTP "top_logprobs", "echo" (prompt logprobs) or "logit_bias"."""
 
 
 @dataclass

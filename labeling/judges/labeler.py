@@ -62,6 +62,7 @@ class PairResult:
     completion_tokens: int = 0
     truncated: bool = False
     error: str = ""
+    score_method: str = ""  # how the answer probabilities were read (Scored.method; "+"-joined if several)
 
 
 def choose_exemplars(pool: Sequence[P.Exemplar], shots: int, selection: str = "fixed", seed: int = 0) -> list[P.Exemplar]:
@@ -160,6 +161,9 @@ def label_pairs(backend: Backend, spec: LabelerSpec, pairs: Sequence[PairInput],
             results[k].error = results[k].error or (errs[0] or "no probabilities returned")
             continue
         results[k].prompt_tokens += sum(s.prompt_tokens for s in row)
+        methods = results[k].score_method.split("+") if results[k].score_method else []
+        methods += [s.method for s in row if s.method not in methods]
+        results[k].score_method = "+".join(dict.fromkeys(methods))
         # p(A): "1" when A is shown first, "2" when B is.
         acc.setdefault(k, []).append([row[0].probs[0]] + ([row[1].probs[1]] if len(row) > 1 else []))
     for k, per_sample in acc.items():

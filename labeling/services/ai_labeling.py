@@ -177,8 +177,9 @@ def backend_for(config: LabelerConfig):
         backend = OpenAIHTTPBackend(
             config.base_url, config.model, api_key_env=config.api_key_env,
             timeout=float(extra.get("timeout", 60)), max_retries=int(extra.get("max_retries", 4)),
-            concurrency=int(extra.get("concurrency", 8)), top_logprobs=int(extra.get("top_logprobs", 5)),
-            send_top_k=bool(extra.get("send_top_k", True)),
+            concurrency=int(extra.get("concurrency", 8)), top_logprobs=int(extra.get("top_logprobs", 20)),
+            send_top_k=bool(extra.get("send_top_k", True)), echo=bool(extra.get("echo", True)),
+            answer_token_ids=extra.get("answer_token_ids"),
         )
     else:
         raise ValueError(f"unknown labeler backend {config.backend!r}")
