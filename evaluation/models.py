@@ -1,4 +1,5 @@
-"""Cached results of expensive evaluations (bootstrap intervals), computed by a worker."""
+"""Cached results of expensive evaluations (bootstrap intervals), computed by a worker; routing reports."""
+from django.conf import settings
 from django.db import models
 
 
@@ -10,3 +11,30 @@ class CachedResult(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class RoutingReport(models.Model):
+    """Three reward models trained at one human budget (`manage.py routing_report`): on hybrid labels
+    (humans on the `campaign` routed from AI uncertainty, the AI elsewhere), on human labels only and
+    on AI labels only; their held-out accuracies are compared on the Routing dashboard."""
+
+    dataset = models.ForeignKey("labeling.Dataset", on_delete=models.CASCADE, related_name="+")
+    config = models.ForeignKey("labeling.LabelerConfig", on_delete=models.CASCADE, related_name="+")
+    budget = models.FloatField(help_text="Share of the training pairs sent to humans (0..1).")
+    criterion = models.CharField(max_length=20)
+    campaign = models.ForeignKey("labeling.Campaign", null=True, on_delete=models.SET_NULL, related_name="+")
+    hybrid_run = models.ForeignKey("training.TrainingRun", null=True, on_delete=models.SET_NULL, related_name="+")
+    human_run = models.ForeignKey("training.TrainingRun", null=True, on_delete=models.SET_NULL, related_name="+")
+    ai_run = models.ForeignKey("training.TrainingRun", null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(budget__gt=0) & models.Q(budget__lt=1),
+                                   name="routingreport_budget_0_1"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Routing report {self.pk} ({self.config} at {self.budget:.0%})"

@@ -1,7 +1,7 @@
 """URLs of the evaluation dashboards (mounted at /evaluation/, namespace "evaluation")."""
 from django.urls import path
 
-from . import views
+from . import routing_views, views
 
 app_name = "evaluation"
 urlpatterns = [
@@ -14,4 +14,9 @@ urlpatterns = [
     path("refresh/", views.refresh, name="refresh"),
     path("status/", views.status, name="status"),
     path("export/<slug:page>/<slug:table>.<str:fmt>", views.export, name="export"),
+    path("calibration/", routing_views.calibration, name="calibration"),
+    path("calibration/export.<str:fmt>", routing_views.calibration_export, name="calibration_export"),
+    path("routing/", routing_views.routing_dashboard, name="routing"),
+    path("routing/export.<str:fmt>", routing_views.routing_export, name="routing_export"),
+    path("routing/reports/", routing_views.routing_report_launch, name="routing_report_launch"),
 ]

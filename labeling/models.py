@@ -419,3 +419,45 @@ class AILabel(models.Model):
                 condition=Q(p_a__isnull=True) | (Q(p_a__gte=0) & Q(p_a__lte=1)), name="ailabel_p_a_in_0_1"
             ),
         ]
+
+
+# --- Hybrid labeling: trust signals and routed picks ------------------------------------------
+
+
+class AILabelTrust(models.Model):
+    """Trust signals of one AI label (`labeling.judges.trust`), written with the label and
+    refreshed when another config labels the same pair (agreement between configs)."""
+
+    label = models.OneToOneField(AILabel, primary_key=True, on_delete=models.CASCADE, related_name="trust")
+    margin = models.FloatField(null=True, blank=True, help_text="|p(A) - 0.5|; null for a failed label.")
+    consistent = models.BooleanField(null=True, blank=True, help_text="Both orders prefer the same summary.")
+    order_gap = models.FloatField(null=True, blank=True, help_text="|p(A | A first) - p(A | B first)|.")
+    n_other_configs = models.PositiveSmallIntegerField(default=0, help_text="Other configs with a usable label.")
+    config_agreement = models.FloatField(
+        null=True, blank=True, help_text="Share of the other configs' verdicts equal to this one (ties half).")
+    sample_p_a = models.JSONField(default=list, blank=True, help_text="p(A) of each self-consistency sample.")
+    sample_spread = models.FloatField(null=True, blank=True, help_text="Std of the samples' p(A) (n > 1).")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "AI label trust signals"
+        verbose_name_plural = "AI label trust signals"
+
+
+class RoutingPick(models.Model):
+    """A comparison put in a campaign because its AI label was among the least trustworthy, and why.
+    Shown to staff only: annotators never see the AI's choice."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="routing_picks")
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="+")
+    config = models.ForeignKey(LabelerConfig, null=True, on_delete=models.SET_NULL, related_name="+")
+    criterion = models.CharField(max_length=20)
+    rank = models.PositiveIntegerField(help_text="1 = least trustworthy.")
+    risk = models.FloatField(null=True, blank=True, help_text="0..1, higher = less trusted; null = no usable label.")
+    reason = models.TextField()
+
+    class Meta:
+        ordering = ["campaign", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "comparison"], name="routingpick_unique"),
+        ]

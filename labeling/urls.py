@@ -6,4 +6,5 @@ app_name = "labeling"
 urlpatterns = [
     path("", include("labeling.urls_rating")),
     path("ai/", include("labeling.urls_ai")),
+    path("routing/", include("labeling.urls_routing")),
 ]

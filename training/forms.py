@@ -12,7 +12,7 @@ from .models import LabelSource, ModelArtifact, RunKind
 
 SOURCES = {
     RunKind.SFT: [LabelSource.REFERENCES],
-    RunKind.REWARD: [LabelSource.HUMAN, LabelSource.AI],
+    RunKind.REWARD: [LabelSource.HUMAN, LabelSource.AI, LabelSource.HYBRID],
     RunKind.RL: [LabelSource.REWARD_MODEL, LabelSource.DIRECT_AI],
     RunKind.SAMPLE: [],
 }

@@ -19,6 +19,7 @@ class LabelSource(models.TextChoices):
     REFERENCES = "references", "Reference summaries"
     REWARD_MODEL = "reward_model", "A trained reward model"
     DIRECT_AI = "direct_ai", "AI labeler 1-10 score (direct RLAIF)"
+    HYBRID = "hybrid", "Hybrid: human labels where there are some, one config's AI labels elsewhere"
 
 
 class RunStatus(models.TextChoices):

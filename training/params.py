@@ -33,6 +33,8 @@ class DataParams:
     """Sampling: comma-separated policy names to compare against (empty: every other policy with a summary of the post)."""
     policy_name: str = ranged("", max_len=200)
     """SFT / RL: name of the Policy the trained model writes as (empty: derived from the run)."""
+    hybrid_campaign: str = ranged("", max_len=200)
+    """Reward, hybrid labels: take human labels only on this campaign's pairs (e.g. one routed from AI uncertainty); empty: every human label."""
     num_processes: int = ranged(1, min=1, max=1_024)
     """Processes (one per GPU) under `accelerate launch`; 1 trains inside the worker process. The
     services also cap it at settings.TRAINING_MAX_PROCESSES (the GPUs of one worker machine)."""
@@ -41,7 +43,7 @@ class DataParams:
 ALGORITHM_CONFIGS = {"sft": SFTConfig, "reward": RewardConfig, "rl": RLConfig, "sample": SamplingConfig}
 DATA_FIELDS = {
     "sft": ["eval_fraction", "max_examples", "policy_name", "num_processes"],
-    "reward": ["eval_fraction", "max_examples", "num_processes"],
+    "reward": ["eval_fraction", "max_examples", "num_processes", "hybrid_campaign"],
     "rl": ["eval_fraction", "max_examples", "policy_name", "num_processes"],
     "sample": ["eval_fraction", "n_posts", "compare_with"],
 }

@@ -62,6 +62,23 @@ def ai_pairs(*, dataset: Dataset, labeler_config, eval_fraction: float) -> list[
             if not post_is_held_out(label.comparison.post.content_sha256, eval_fraction)]
 
 
+def hybrid_pairs(*, dataset: Dataset, labeler_config, eval_fraction: float, human_campaign: str = "") -> list[dict]:
+    """One pair per comparison of the training posts: the humans' vote share p_a where the pair has
+    human labels (only those of `human_campaign`'s pairs when given), the config's AI soft label
+    elsewhere; `provenance` says which (`labeling.selectors.trust.hybrid_labels`)."""
+    from labeling.models import Campaign, Comparison
+    from labeling.selectors.trust import campaign_comparison_ids, hybrid_labels
+
+    human_ids = None
+    if human_campaign:
+        human_ids = campaign_comparison_ids(Campaign.objects.get(name=human_campaign))
+    rows = hybrid_labels(dataset=dataset, config=labeler_config, human_comparison_ids=human_ids)
+    comps = Comparison.objects.select_related("post", "summary_a", "summary_b").in_bulk([r.comparison_id for r in rows])
+    return [dict(_pair_fields(comps[r.comparison_id]), label_id=r.ai_label_id, p_a=r.p_a, provenance=r.source,
+                 n_human=r.n_human)
+            for r in rows if not post_is_held_out(comps[r.comparison_id].post.content_sha256, eval_fraction)]
+
+
 def posts_for(*, dataset: Dataset, held_out: bool, eval_fraction: float, limit: int = 0) -> list[dict]:
     """Posts of one side of the split, in id order: {post_id, subreddit, title, post}."""
     out = []

@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from rlaif_site import jobs
-from labeling.models import Comparison, Dataset, LabelerConfig, Policy, PolicyKind, Summary, text_digest
+from labeling.models import Campaign, Comparison, Dataset, LabelerConfig, Policy, PolicyKind, Summary, text_digest
 from . import params as run_params
 from . import selectors
 from .models import LabelSource, ModelArtifact, RunKind, RunStatus, TrainingRun
@@ -105,10 +105,14 @@ def training_run_create(*, kind: str, created_by=None, name: str = "", base_chec
             raise ValidationError({"label_source": "SFT trains on reference summaries"})
     elif kind == RunKind.REWARD:
         label_source = label_source or LabelSource.HUMAN
-        if label_source not in (LabelSource.HUMAN, LabelSource.AI):
-            raise ValidationError({"label_source": "a reward model trains on human or AI labels"})
-        if label_source == LabelSource.AI and labeler_config is None:
-            raise ValidationError({"labeler_config": "AI labels need a labeler config"})
+        if label_source not in (LabelSource.HUMAN, LabelSource.AI, LabelSource.HYBRID):
+            raise ValidationError({"label_source": "a reward model trains on human, AI or hybrid labels"})
+        if label_source in (LabelSource.AI, LabelSource.HYBRID) and labeler_config is None:
+            raise ValidationError({"labeler_config": f"{label_source} labels need a labeler config"})
+        if hp.get("hybrid_campaign") and label_source != LabelSource.HYBRID:
+            raise ValidationError({"hyperparameters": "hybrid_campaign applies to --source hybrid only"})
+        if hp.get("hybrid_campaign") and not Campaign.objects.filter(name=hp["hybrid_campaign"]).exists():
+            raise ValidationError({"hyperparameters": f"hybrid_campaign: no campaign {hp['hybrid_campaign']!r}"})
     elif kind == RunKind.RL:
         label_source = label_source or (LabelSource.DIRECT_AI if labeler_config and not reward_artifact
                                         else LabelSource.REWARD_MODEL)

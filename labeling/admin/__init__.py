@@ -1,2 +1,2 @@
 """Admin pages of the labeling app, one module per concern."""
-from . import ai, campaigns, core  # noqa: F401  (registers the ModelAdmins)
+from . import ai, campaigns, core, routing  # noqa: F401  (registers the ModelAdmins)

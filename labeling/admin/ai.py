@@ -14,6 +14,7 @@ from django.utils.html import format_html
 
 from ..models import AILabel, AILabelingJob, JobStatus, LabelerConfig
 from ..services import ai_labeling as svc
+from .routing import route_from_ai_uncertainty
 
 
 @admin.register(LabelerConfig)
@@ -22,7 +23,7 @@ class LabelerConfigAdmin(admin.ModelAdmin):
                     "both_orders", "is_noise")
     list_filter = ("backend", "preamble", "chain_of_thought", "is_noise")
     search_fields = ("name", "model")
-    actions = ["launch_job"]
+    actions = ["launch_job", route_from_ai_uncertainty]
 
     @admin.action(description="Launch an AI labeling job with this config")
     def launch_job(self, request, queryset):

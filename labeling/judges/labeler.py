@@ -62,6 +62,7 @@ class PairResult:
     completion_tokens: int = 0
     truncated: bool = False
     error: str = ""
+    p_a_samples: list = field(default_factory=list)  # per self-consistency sample (n > 1), orders averaged
     score_method: str = ""  # how the answer probabilities were read (Scored.method; "+"-joined if several)
 
 
@@ -177,6 +178,8 @@ def label_pairs(backend: Backend, spec: LabelerSpec, pairs: Sequence[PairInput],
             r.consistent = (r.p_a_ab > 0.5) == (r.p_a_ba > 0.5)
         else:
             r.p_a = r.p_a_ab
+        if len(per_sample) > 1:
+            r.p_a_samples = [sum(s) / len(s) for s in per_sample]
     return results
 
 

@@ -29,6 +29,7 @@ from rlaif_site import jobs
 from .. import formats
 from ..judges import prompts as P
 from ..judges.labeler import LabelerSpec, PairInput, choose_exemplars, label_pairs
+from .routing import trust_signals_update
 from ..models import (
     AIChunk, AILabel, AILabelingJob, ChunkStatus, Comparison, HumanLabel, JobStatus, LabelerBackend, LabelerConfig,
     TaskKind,
@@ -329,6 +330,8 @@ def _write_chunk(job_id: int, config: LabelerConfig, results, chunk_id: int | No
         AILabel.objects.filter(config=config, comparison_id__in=[r.key for r in results]).exclude(error="").exclude(
             job_id=job_id).delete()
         created = AILabel.objects.bulk_create(labels, ignore_conflicts=True)
+        trust_signals_update(comparison_ids=[r.key for r in results],
+                             samples={(r.key, config.pk): r.p_a_samples for r in results if r.p_a_samples})
         new_errors = [{"comparison": r.key, "error": r.error} for r in results if r.error]
         _recount(job)
         job.errors = (list(job.errors) + new_errors)[:MAX_STORED_ERRORS]

@@ -25,7 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--kind", required=True, choices=RunKind.values)
         parser.add_argument("--dataset", required=True, help="Dataset name or id.")
         parser.add_argument("--base", default="", help="Artifact name, artifact:<id>, Hugging Face name or local folder.")
-        parser.add_argument("--source", default="", help="Labels: human | ai (reward); reward_model | direct_ai (rl).")
+        parser.add_argument("--source", default="", help="Labels: human | ai | hybrid (reward); reward_model | direct_ai (rl).")
         parser.add_argument("--labeler-config", default="", help="AI labeler config name or id.")
         parser.add_argument("--reward-artifact", default="", help="Reward-model artifact (name or artifact:<id>).")
         parser.add_argument("--name", default="")
