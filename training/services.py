@@ -75,9 +75,9 @@ def training_run_create(*, kind: str, created_by=None, name: str = "", base_chec
     """
     if kind not in RunKind.values:
         raise ValidationError({"kind": f"kind must be one of {RunKind.values}, got {kind!r}"})
-    hp = dict(hyperparameters or {})
     if hyperparameters is not None and not isinstance(hyperparameters, dict):
         raise ValidationError({"hyperparameters": "hyperparameters must be an object of field: value"})
+    hp = dict(hyperparameters or {})
     hp.update(extra)
     dataset = _dataset(dataset)
     if dataset is None:
@@ -91,12 +91,12 @@ def training_run_create(*, kind: str, created_by=None, name: str = "", base_chec
             raise ValidationError({"base_checkpoint": "give a base checkpoint or artifact (none to default to)"})
     if base is not None:
         base_checkpoint = f"artifact:{base.pk}"
-    labeler_config = _labeler_config(labeler_config)
     else:
         try:
             base_checkpoint = run_params.check_base_checkpoint(base_checkpoint, artifact_root=settings.ARTIFACT_ROOT)
         except ValueError as exc:
             raise ValidationError({"base_checkpoint": str(exc)}) from exc
+    labeler_config = _labeler_config(labeler_config)
     reward_artifact = _artifact(reward_artifact, "reward_artifact")
 
     if kind == RunKind.SFT:
