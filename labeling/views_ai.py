@@ -2,61 +2,21 @@
 partial, cancel and resume. Thin: reads through selectors, writes through services."""
 from __future__ import annotations
 
-from functools import wraps
-
-from django import forms
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .models import AILabelingJob, Dataset, LabelerConfig
+from rlaif_site import permissions
+
+from .forms import LaunchForm
+from .models import AILabelingJob
 from .selectors import ai as sel
 from .services import ai_labeling as svc
+from .services import connection
 
 
-def staff_required(view):
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs):
-        if not request.user.is_staff:
-            raise PermissionDenied("Only staff can see and launch AI labeling jobs.")
-        return view(request, *args, **kwargs)
-    return wrapped
-
-
-class LaunchForm(forms.Form):
-    config = forms.ModelChoiceField(queryset=LabelerConfig.objects.order_by("name"))
-    dataset = forms.ModelChoiceField(queryset=Dataset.objects.order_by("name"), required=False,
-                                     help_text="Empty: comparisons of every dataset.")
-    limit = forms.IntegerField(min_value=1, required=False, help_text="At most this many comparisons (id order).")
-    comparison_ids = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
-                                     help_text="Optional: exactly these comparison ids (comma or space separated).")
-    only_unlabeled = forms.BooleanField(required=False, initial=True,
-                                        help_text="Skip comparisons this config has already labelled.")
-
-    def clean_comparison_ids(self) -> list[int]:
-        raw = self.cleaned_data["comparison_ids"].replace(",", " ").split()
-        try:
-            return [int(x) for x in raw]
-        except ValueError:
-            raise forms.ValidationError("Comparison ids must be whole numbers.")
-
-    def comparisons(self):
-        d = self.cleaned_data
-        qs = sel.comparisons_to_label(config=d["config"], dataset=d["dataset"], limit=None,
-                                      only_unlabeled=d["only_unlabeled"])
-        if d["comparison_ids"]:
-            qs = qs.filter(pk__in=d["comparison_ids"])
-        return list(qs.values_list("pk", flat=True)[: d["limit"]] if d["limit"] else qs.values_list("pk", flat=True))
-
-    def launch(self, *, created_by) -> AILabelingJob | None:
-        """Queue a job for the chosen comparisons; None (with a form error) when none matches."""
-        ids = self.comparisons()
-        if not ids:
-            self.add_error(None, "No comparison matches: nothing to label.")
-            return None
-        return svc.ai_labeling_job_create(config=self.cleaned_data["config"], comparisons=ids, created_by=created_by)
+staff_required = permissions.staff_required(message="Only staff can see and launch AI labeling jobs.")
 
 
 def _job_or_404(pk: int) -> AILabelingJob:
@@ -68,7 +28,32 @@ def _job_or_404(pk: int) -> AILabelingJob:
 
 @staff_required
 def ai_job_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "labeling/ai/job_list.html", {"jobs": sel.ai_job_list()[:200]})
+    return render(request, "labeling/ai/job_list.html", {
+        "jobs": sel.ai_job_list()[:200], "configs": sel.labeler_config_list(),
+    })
+
+
+@staff_required
+def labeler_config_status(request: HttpRequest, pk: int) -> HttpResponse:
+    """One config's row (polled while its connection test runs)."""
+    return render(request, "labeling/ai/_config_row.html", {"c": _config_or_404(pk)})
+
+
+@staff_required
+@require_POST
+def labeler_config_test(request: HttpRequest, pk: int) -> HttpResponse:
+    """Queue a connection test of the config on a gpu worker; the row polls for the answer."""
+    config = connection.labeler_config_test_queue(config=_config_or_404(pk))
+    if request.htmx:
+        return render(request, "labeling/ai/_config_row.html", {"c": config})
+    return redirect("labeling:ai_job_list")
+
+
+def _config_or_404(pk: int):
+    config = sel.labeler_config_list().filter(pk=pk).first()
+    if config is None:
+        raise Http404("No such labeler config.")
+    return config
 
 
 @staff_required
@@ -93,8 +78,12 @@ def ai_job_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @staff_required
 def ai_job_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The polled progress box; it also refreshes "Latest labels" (out of band), so the table is
+    complete when the job finishes, without a reload."""
     job = _job_or_404(pk)
-    return render(request, "labeling/ai/_progress.html", {"job": job, "p": sel.ai_job_progress(job=job)})
+    return render(request, "labeling/ai/_progress.html", {
+        "job": job, "p": sel.ai_job_progress(job=job), "labels": sel.ai_job_labels(job=job), "oob_labels": True,
+    })
 
 
 @staff_required

@@ -2,29 +2,20 @@
 partial, cancel and resume. Thin: reads through selectors, writes through services."""
 from __future__ import annotations
 
-from functools import wraps
-
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
+
+from rlaif_site import permissions
 
 from . import selectors, services
 from .forms import TrainingRunForm
 from .models import RunKind, RunStatus, TrainingRun
 
 
-def staff_required(view):
-    """Log-in is enforced by LoginRequiredMiddleware; a logged-in non-staff user gets 403."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs):
-        if not request.user.is_staff:
-            raise PermissionDenied("Only staff can see and launch training runs.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
+staff_required = permissions.staff_required(message="Only staff can see and launch training runs.")
 
 
 def _run(pk: int) -> TrainingRun:

@@ -54,7 +54,7 @@ class AILabelingJobAdmin(admin.ModelAdmin):
         return redirect("admin:labeling_ailabelingjob_launch")
 
     def launch_view(self, request):
-        from ..views_ai import LaunchForm
+        from ..forms import LaunchForm
 
         if not self.has_add_permission(request):
             from django.core.exceptions import PermissionDenied
