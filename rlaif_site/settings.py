@@ -31,6 +31,10 @@ ARTIFACT_ROOT = Path(env("ARTIFACT_ROOT", default=str(VAR_DIR / "artifacts")))
 DATA_DIR = BASE_DIR / "data"
 # The most processes (GPUs) one training run may ask for: the GPUs of one worker machine.
 TRAINING_MAX_PROCESSES = env.int("TRAINING_MAX_PROCESSES", default=8)
+# Environment variables a labeler config may name as its API key (sent as a Bearer token to the
+# config's base_url); an entry ending in `*` is a prefix. Never DATABASE_URL, SECRET_KEY, ...
+LABELER_API_KEY_ENV_ALLOWED = env.list(
+    "LABELER_API_KEY_ENV_ALLOWED", default=["RLAIF_LABELER_*", "OPENAI_API_KEY", "VLLM_API_KEY", "OLLAMA_API_KEY"])
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -6,6 +6,7 @@ queues the job on Celery queue "gpu". Staff only, as the whole admin.
 """
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -17,8 +18,22 @@ from ..services import ai_labeling as svc
 from .routing import route_from_ai_uncertainty
 
 
+class LabelerConfigForm(forms.ModelForm):
+    class Meta:
+        model = LabelerConfig
+        fields = "__all__"
+
+    def clean(self):
+        """The service's rule for API key variables and base URLs (the same as for config files)."""
+        cleaned = super().clean()
+        svc.labeler_config_check(LabelerConfig(api_key_env=cleaned.get("api_key_env") or "",
+                                               base_url=cleaned.get("base_url") or ""))
+        return cleaned
+
+
 @admin.register(LabelerConfig)
 class LabelerConfigAdmin(admin.ModelAdmin):
+    form = LabelerConfigForm
     list_display = ("name", "backend", "model", "preamble", "shots", "chain_of_thought", "self_consistency_n",
                     "both_orders", "is_noise")
     list_filter = ("backend", "preamble", "chain_of_thought", "is_noise")

@@ -87,6 +87,47 @@ def shipped_config_paths() -> list[Path]:
     return sorted(p for p in CONFIG_DIR.iterdir() if p.suffix in (".json", ".yaml", ".yml"))
 
 
+def api_key_env_allowed(name: str) -> bool:
+    """Whether a labeler config may name this environment variable as its API key.
+
+    A config's key is sent as a Bearer token to its base_url, so naming any variable (DATABASE_URL,
+    SECRET_KEY) would send that secret to whatever server the config points at. Only the names in
+    settings.LABELER_API_KEY_ENV_ALLOWED are allowed (an entry ending in `*` is a prefix).
+    """
+    if not name:
+        return True
+    for allowed in settings.LABELER_API_KEY_ENV_ALLOWED:
+        if allowed.endswith("*") and name.startswith(allowed[:-1]) or name == allowed:
+            return True
+    return False
+
+
+def labeler_config_check(config: LabelerConfig) -> None:
+    """Refuse a config whose API key variable is not allowed or whose base_url is not http(s).
+
+    Raises ValidationError keyed by the field. Called where configs are loaded and saved (files,
+    admin) and again where a backend is built, so a config stored before this rule cannot send a
+    secret either.
+    """
+    from urllib.parse import urlsplit
+
+    errors = {}
+    if not api_key_env_allowed(config.api_key_env or ""):
+        errors["api_key_env"] = (f"{config.api_key_env!r} is not an allowed API key variable; allowed: "
+                                 f"{', '.join(settings.LABELER_API_KEY_ENV_ALLOWED)} (settings.LABELER_API_KEY_ENV_ALLOWED)")
+    if config.base_url:
+        try:
+            url = urlsplit(config.base_url)
+            ok = url.scheme in ("http", "https") and bool(url.hostname) and not any(
+                c.isspace() or ord(c) < 32 for c in config.base_url)
+        except ValueError:
+            ok = False
+        if not ok:
+            errors["base_url"] = f"{config.base_url[:100]!r} is not an http:// or https:// URL with a host"
+    if errors:
+        raise ValidationError(errors)
+
+
 def labeler_configs_load(*, paths: Iterable[str | Path] | None = None,
                          overrides: dict | None = None) -> list[LabelerConfig]:
     """Create or update LabelerConfigs from JSON/YAML files (default: the shipped `labeling/configs/`).
@@ -123,6 +164,7 @@ def labeler_configs_load(*, paths: Iterable[str | Path] | None = None,
                 setattr(config, k, v)
             try:
                 config.full_clean(validate_unique=False)
+                labeler_config_check(config)
                 labeler_spec(config)
             except ValidationError as exc:
                 msgs = "; ".join(f"{field}: {' '.join(m)}" for field, m in exc.message_dict.items())
@@ -174,6 +216,12 @@ def backend_for(config: LabelerConfig):
         )
     elif config.backend == LabelerBackend.OPENAI:
         from ..judges.openai_http import OpenAIHTTPBackend
+
+        try:
+            labeler_config_check(config)  # again here: the key is read from the environment next
+        except ValidationError as exc:
+            raise ValueError(f"labeler config {config.name!r}: " + "; ".join(
+                f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())) from exc
 
         backend = OpenAIHTTPBackend(
             config.base_url, config.model, api_key_env=config.api_key_env,
