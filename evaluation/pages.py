@@ -49,6 +49,16 @@ def _live_judges(live: dict) -> tuple[dict, dict]:
     return counts, selectors.labeler_configs(cfg_ids)
 
 
+def _same_policy_labels(live: dict) -> dict[str, int]:
+    """Labels per judge on comparisons with one policy on both sides, which `_live_judges` leaves
+    out of win rates (e.g. HH-RLHF, imported with both replies under the unknown policy)."""
+    out = {HUMANS: sum(n for pa, pb, _, n in live["human_pairs"] if pa == pb)}
+    for cfg, pa, pb, _, n in live["ai_pairs"]:
+        if pa == pb:
+            out[f"config:{cfg}"] = out.get(f"config:{cfg}", 0) + n
+    return out
+
+
 def _oriented(counts: dict) -> dict:
     """{(x, y): [x wins, y wins, ties]} for both orientations of every pair."""
     out: dict = {}
@@ -260,7 +270,7 @@ def _winrate_cells(oriented: dict, cached: dict) -> dict:
     return cells
 
 
-def _winrate_table(cells: dict, pols: dict, judge_label: str) -> Table:
+def _winrate_table(cells: dict, pols: dict, judge_label: str, same_policy: int = 0) -> Table:
     cols = [
         Column("policy", "Policy"), Column("opponent", "Opponent"), Column("wins", "Wins", "int"),
         Column("losses", "Losses", "int"), Column("ties", "Ties", "int"), Column("n", "n", "int"),
@@ -272,7 +282,9 @@ def _winrate_table(cells: dict, pols: dict, judge_label: str) -> Table:
             for c in sorted(cells.values(), key=lambda c: (-c["n"], pols[c["x"]].name, pols[c["y"]].name))]
     return Table("winrates", f"Win rates judged by {judge_label}", cols, rows, display_limit=200,
                  note="Ties count half. Bootstrap and length-controlled (logistic regression on the length "
-                      "ratio, predicted at 1.0) come from the worker's cached computation.")
+                      "ratio, predicted at 1.0) come from the worker's cached computation."
+                      + (f" Left out: {same_policy:,} label(s) of comparisons with the same policy on both "
+                         "sides, which say nothing about which policy wins." if same_policy else ""))
 
 
 def _by_judge_table(counts: dict, res: dict | None, labels: dict) -> Table:
@@ -309,9 +321,11 @@ def winrate_page(f: Filters, judge: str = HUMANS, auto_refresh: bool = True) -> 
     pols = selectors.policies(pol_ids)
     order = sorted(pol_ids, key=lambda p: (pols[p].kind, pols[p].name))
     cells = _winrate_cells(oriented, cached)
-    return {"tables": [_winrate_table(cells, pols, labels[judge]), _by_judge_table(counts, state.result, labels)],
+    same_policy = _same_policy_labels(state.live).get(judge, 0)
+    return {"tables": [_winrate_table(cells, pols, labels[judge], same_policy),
+                       _by_judge_table(counts, state.result, labels)],
             "matrix": _matrix(order, pols, cells, judge, f), "order": [pols[p] for p in order], "judge": judge,
-            "judges": choices, "state": state}
+            "judges": choices, "state": state, "same_policy_left_out": same_policy}
 
 
 # --- leaderboard -------------------------------------------------------------------------------------

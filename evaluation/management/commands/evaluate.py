@@ -70,4 +70,6 @@ def render_text(t: tables.Table) -> str:
 
     out = [f"== {t.title} ==", line(header), line(["-" * w for w in widths])]
     out += [line(b) for b in body] or ["(no data)"]
+    if t.note:
+        out.append(t.note)
     return "\n".join(out) + "\n\n"
