@@ -8,7 +8,7 @@ import json
 
 from django import forms
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from labeling.judges.trust import CRITERIA
 from labeling.models import Dataset, LabelerConfig
+from rlaif_site.permissions import ensure_staff
 
 from . import routing, routing_pages
 from .forms import FilterForm
@@ -140,8 +141,7 @@ def routing_export(request: HttpRequest, fmt: str) -> HttpResponse:
 @require_POST
 def routing_report_launch(request: HttpRequest) -> HttpResponse:
     """Staff only: queue the hybrid / human-only / AI-only reward models at a budget."""
-    if not (request.user.is_active and request.user.is_staff):
-        raise PermissionDenied("Only staff launch training runs.")
+    ensure_staff(request.user, "Only staff launch training runs.")
     form = ReportForm(request.POST)
     if form.is_valid():
         d = form.cleaned_data

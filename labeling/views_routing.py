@@ -3,15 +3,14 @@ campaigns, and one routed campaign's picks with the reason each was picked. Anno
 reach these pages, so the AI's choice never reaches them. Thin: forms validate through the service."""
 from __future__ import annotations
 
-from functools import wraps
-
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
+
+from rlaif_site import permissions
 
 from .judges.trust import CRITERIA
 from .models import Campaign, Dataset, LabelerConfig
@@ -20,13 +19,7 @@ from .services.queue import CampaignError
 from .services.routing import routing_campaign_create
 
 
-def staff_required(view):
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs):
-        if not (request.user.is_active and request.user.is_staff):
-            raise PermissionDenied("Only staff can route pairs to humans.")
-        return view(request, *args, **kwargs)
-    return wrapped
+staff_required = permissions.staff_required(message="Only staff can route pairs to humans.")
 
 
 class RoutingForm(forms.Form):
