@@ -72,3 +72,6 @@ def world(db):
     w = make_world()
     trust_signals_backfill()
     return w
+
+
+from tests.training.conftest import artifact_root, comparisons, refs, train_data  # noqa: E402,F401  (fixtures)
