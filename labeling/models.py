@@ -312,6 +312,12 @@ class LabelerConfig(models.Model):
     is_noise = models.BooleanField(
         default=False, help_text="A random-weight model for demos and tests: its labels are noise."
     )
+    exemplars = models.JSONField(
+        default=list, blank=True,
+        help_text="The few-shot exemplars, part of the config's identity: [{comparison, preferred}] in prompt "
+                  "order, chosen once from human-labelled pairs when the config first labels, then used by every "
+                  "job. Clear it to choose again.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -410,6 +416,11 @@ class AILabel(models.Model):
     completion_tokens = models.PositiveIntegerField(default=0)
     truncated = models.BooleanField(default=False, help_text="The post was truncated to fit.")
     error = models.TextField(blank=True, help_text="Why no probability could be read (label then not usable).")
+    score_method = models.CharField(
+        max_length=60, blank=True,
+        help_text="How P(1), P(2) were read: logits (local model), top_logprobs, echo (exact prompt logprobs) "
+                  "or logit_bias (answer restricted); '+'-joined when the orders or samples differ.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

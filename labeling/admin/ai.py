@@ -11,7 +11,7 @@ from django.contrib import admin, messages
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from ..models import AILabel, AILabelingJob, JobStatus, LabelerConfig
 from ..services import ai_labeling as svc
@@ -39,6 +39,16 @@ class LabelerConfigAdmin(admin.ModelAdmin):
     list_filter = ("backend", "preamble", "chain_of_thought", "is_noise")
     search_fields = ("name", "model")
     actions = ["launch_job", route_from_ai_uncertainty]
+    readonly_fields = ("exemplar_list",)
+
+    @admin.display(description="Fixed exemplars in use")
+    def exemplar_list(self, obj):
+        """The stored exemplars (chosen by the config's first job), linked to their comparisons."""
+        if not obj.exemplars:
+            return "none yet: chosen by the first job when shots > 0" if obj.shots else "none (0-shot)"
+        return format_html_join(", ", '<a href="{}">comparison {}</a> (Summary {} preferred)', (
+            (reverse("admin:labeling_comparison_change", args=[e["comparison"]]), e["comparison"], e["preferred"])
+            for e in obj.exemplars))
 
     @admin.action(description="Launch an AI labeling job with this config")
     def launch_job(self, request, queryset):
@@ -102,8 +112,9 @@ class AILabelingJobAdmin(admin.ModelAdmin):
 
 @admin.register(AILabel)
 class AILabelAdmin(admin.ModelAdmin):
-    list_display = ("id", "comparison", "config", "p_a", "p_a_ab", "p_a_ba", "consistent", "truncated", "short_error")
-    list_filter = ("config", "consistent", "truncated")
+    list_display = ("id", "comparison", "config", "p_a", "p_a_ab", "p_a_ba", "consistent", "truncated", "score_method",
+                    "short_error")
+    list_filter = ("config", "consistent", "truncated", "score_method")
     raw_id_fields = ("comparison", "job")
     readonly_fields = ("created_at",)
 

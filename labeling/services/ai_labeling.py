@@ -28,7 +28,7 @@ from django.utils import timezone
 from rlaif_site import jobs
 from .. import formats
 from ..judges import prompts as P
-from ..judges.labeler import LabelerSpec, PairInput, choose_exemplars, label_pairs
+from ..judges.labeler import LabelerSpec, PairInput, PairResult, choose_exemplars, label_pairs
 from .routing import trust_signals_update
 from ..models import (
     AIChunk, AILabel, AILabelingJob, ChunkStatus, Comparison, HumanLabel, JobStatus, LabelerBackend, LabelerConfig,
@@ -245,9 +245,10 @@ def post_text(post) -> str:
     return formats.labeler_text(post.subreddit, post.title, post.text)
 
 
-def exemplar_pool(config: LabelerConfig, dataset_ids: Sequence[int], exclude_ids: Iterable[int]) -> list[P.Exemplar]:
-    """Human-labelled comparisons of the same datasets, not being labelled, by majority vote (ties
-    dropped); of the first candidates by id, the shortest come first."""
+def exemplar_pool(config: LabelerConfig, dataset_ids: Sequence[int],
+                  exclude_ids: Iterable[int]) -> list[tuple[int, P.Exemplar]]:
+    """(comparison id, exemplar) of human-labelled comparisons of the same datasets, not being
+    labelled, by majority vote (ties dropped); of the first candidates by id, the shortest come first."""
     if config.shots == 0:
         return []
     votes = (HumanLabel.objects.filter(comparison__post__dataset_id__in=dataset_ids)
@@ -256,23 +257,60 @@ def exemplar_pool(config: LabelerConfig, dataset_ids: Sequence[int], exclude_ids
     scores = {v["comparison_id"]: formats.majority_score(v["n"] - v["b"], v["n"]) for v in votes}
     chosen = [v for v in votes if scores[v["comparison_id"]] != 0.5][: max(config.shots * 20, 50)]
     # Exemplars take prompt room from every prompt: among the first candidates, the shortest first.
-    comps = Comparison.objects.in_bulk([v["comparison_id"] for v in chosen])
-    related = {c.pk: c for c in Comparison.objects.filter(pk__in=comps).select_related("post", "summary_a", "summary_b")}
+    related = _comparisons_with_texts([v["comparison_id"] for v in chosen])
     pool = []
     for v in chosen:
         c = related[v["comparison_id"]]
         preferred = 1 if scores[v["comparison_id"]] == 1.0 else 2
-        pool.append(P.Exemplar(post_text(c.post), c.summary_a.text, c.summary_b.text, preferred))
-    return sorted(pool, key=lambda e: len(e.text) + len(e.first) + len(e.second))
+        pool.append((c.pk, P.Exemplar(post_text(c.post), c.summary_a.text, c.summary_b.text, preferred)))
+    return sorted(pool, key=lambda ce: len(ce[1].text) + len(ce[1].first) + len(ce[1].second))
+
+
+def _comparisons_with_texts(ids: Sequence[int]) -> dict[int, Comparison]:
+    return {c.pk: c for c in Comparison.objects.filter(pk__in=list(ids)).select_related("post", "summary_a", "summary_b")}
+
+
+def labeler_config_exemplars(*, config: LabelerConfig, dataset_ids: Sequence[int],
+                             exclude_ids: Iterable[int]) -> list[P.Exemplar]:
+    """The config's few-shot exemplars, part of its identity: chosen once and stored on it.
+
+    The first job of a config chooses them (`choose_exemplars` over `exemplar_pool`, leaving out
+    that job's comparisons) and stores them as `config.exemplars` under a row lock, so jobs and
+    workers that start together agree; every later job reuses them, whatever it labels. They are
+    chosen again only when the stored ones no longer match `shots` (or an admin clears them).
+    """
+    if config.shots == 0:
+        return []
+    with transaction.atomic():
+        locked = LabelerConfig.objects.select_for_update().get(pk=config.pk)
+        stored = list(locked.exemplars or [])
+        if len(stored) != locked.shots:
+            pool = exemplar_pool(locked, dataset_ids, exclude_ids)
+            picked = choose_exemplars(pool, locked.shots, locked.exemplar_selection,
+                                      seed=zlib.crc32(locked.name.encode()))
+            stored = [{"comparison": cid, "preferred": ex.preferred} for cid, ex in picked]
+            locked.exemplars = stored
+            locked.save(update_fields=["exemplars"])
+    config.exemplars = stored
+    comps = _comparisons_with_texts([e["comparison"] for e in stored])
+    gone = [e["comparison"] for e in stored if e["comparison"] not in comps]
+    if gone:
+        raise ValueError(f"labeler config {config.name!r}: exemplar comparison(s) {gone} no longer exist; "
+                         "clear the config's exemplars (admin) to choose new ones")
+    return [P.Exemplar(post_text(c.post), c.summary_a.text, c.summary_b.text, e["preferred"])
+            for e, c in ((e, comps[e["comparison"]]) for e in stored)]
 
 
 def _job_exemplars(job: AILabelingJob) -> list[P.Exemplar]:
-    config = job.config
-    if config.shots == 0:
+    if job.config.shots == 0:
         return []
     dataset_ids = list(job.comparisons.values_list("post__dataset_id", flat=True).distinct())
-    pool = exemplar_pool(config, dataset_ids, job.comparisons.values_list("pk", flat=True))
-    return choose_exemplars(pool, config.shots, config.exemplar_selection, seed=zlib.crc32(config.name.encode()))
+    return labeler_config_exemplars(config=job.config, dataset_ids=dataset_ids,
+                                    exclude_ids=job.comparisons.values_list("pk", flat=True))
+
+
+EXEMPLAR_LEAK = ("one of the labeler config's fixed exemplars: labelling it with its own answer in the prompt "
+                 "would count as agreement for free")
 
 
 def _chunk_size(config: LabelerConfig) -> int:
@@ -369,7 +407,8 @@ def _write_chunk(job_id: int, config: LabelerConfig, results, chunk_id: int | No
     labels = [
         AILabel(comparison_id=r.key, config=config, job_id=job_id, p_a=r.p_a, p_a_ab=r.p_a_ab, p_a_ba=r.p_a_ba,
                 consistent=r.consistent, rationales=r.rationales, prompt_tokens=r.prompt_tokens,
-                completion_tokens=r.completion_tokens, truncated=r.truncated, error=r.error)
+                completion_tokens=r.completion_tokens, truncated=r.truncated, error=r.error,
+                score_method="" if r.error else r.score_method)
         for r in results
     ]
     with transaction.atomic():
@@ -509,6 +548,7 @@ def ai_labeling_job_run(*, job_id: int, chunk_size: int | None = None, backend=N
     try:
         backend = backend or backend_for(config)
         exemplars = _job_exemplars(job)
+        shown = {e["comparison"] for e in job.config.exemplars or []} if exemplars else set()
         first = job.comparisons.select_related("post__dataset").first()
         spec = labeler_spec(config, task=first.post.dataset.task if first else TaskKind.SUMMARIZATION)
     except Exception as exc:  # bad model path, too few exemplars, ...: the job says why
@@ -536,8 +576,10 @@ def ai_labeling_job_run(*, job_id: int, chunk_size: int | None = None, backend=N
             pairs = [PairInput(c.pk, post_text(c.post), c.summary_a.text, c.summary_b.text)
                      for c in _pending(job).filter(pk__gte=chunk.first_comparison_id,
                                                    pk__lte=chunk.last_comparison_id)]
+            leaks = [PairResult(key=p.key, error=EXEMPLAR_LEAK) for p in pairs if p.key in shown]
+            pairs = [p for p in pairs if p.key not in shown]
             try:
-                results = label_pairs(backend, spec, pairs, exemplars) if pairs else []
+                results = (label_pairs(backend, spec, pairs, exemplars) if pairs else []) + leaks
             except Exception as exc:
                 log.exception("AI labeling job %s failed", job_id)
                 _release(chunk.pk, token)
