@@ -23,7 +23,8 @@ from .services import queue
 from .services.queue import CERTAINTY_LABELS, QueueError
 
 CERTAINTY_CHOICES = [(v, w, k) for (v, w), k in zip(CERTAINTY_LABELS.items(), "qwer")]
-_STATUS = {"not_your_lease": 403, "lease_expired": 409, "already_answered": 409, "nothing_to_undo": 409}
+_STATUS = {"not_your_lease": 403, "lease_expired": 409, "already_answered": 409, "nothing_to_undo": 409,
+           "campaign_closed": 404}  # 404 as the rating page answers for a campaign the user may not rate
 
 
 def _campaign(request: HttpRequest, pk: int):

@@ -93,6 +93,21 @@ class NothingToUndo(QueueError):
     code = "nothing_to_undo"
 
 
+class CampaignClosed(QueueError):
+    """The pair's campaign was deactivated or the user taken off it: its pairs take no more answers."""
+
+    code = "campaign_closed"
+
+
+def _require_campaign(user, campaign_id: int) -> None:
+    """The one rule of who may answer a campaign's pairs, shared by the rating page and the JSON API:
+    the campaign is active and the user is one of its annotators (`selectors.rating.rating_campaign`)."""
+    from ..selectors.rating import rating_campaign
+
+    if rating_campaign(user, campaign_id) is None:
+        raise CampaignClosed("this campaign is closed, or you are no longer one of its annotators")
+
+
 # --- mapping screen order <-> canonical order -------------------------------------------------
 
 
@@ -441,6 +456,7 @@ def label_submit(
             raise LeaseNotYours("this pair is not leased to you")
         (_, status, a_first, leased_at, expires_at, label_id, item_id, comparison_id, is_gold, campaign_id,
          overlap, gold_choice) = row
+        _require_campaign(user, campaign_id)
         a_first, is_gold = bool(a_first), bool(is_gold)
         choice, confidence = to_canonical(preferred=preferred, a_shown_first=a_first, certainty=certainty)
         if status == SUBMITTED:
@@ -486,6 +502,7 @@ def skip(*, user, assignment_id: int, now: datetime | None = None) -> Assignment
     now = now or timezone.now()
     with transaction.atomic():
         a = _locked_assignment(assignment_id, user)
+        _require_campaign(user, a.item.campaign_id)
         if a.status == SUBMITTED:
             raise AlreadyAnswered("this pair is already answered; undo it first")
         if a.status != SKIPPED:
