@@ -7,10 +7,17 @@ import pytest
 import torch
 
 from training.ml import common
-from training.ml.reward import RewardConfig, accuracy, baseline_margins, soft_label_loss, train_reward
+from training.ml.reward import (RewardConfig, accuracy, baseline_margins, encode, load_reward_model, micro_batches,
+                                soft_label_loss, train_reward)
 from training.ml.rl import RLConfig, baseline_of, train_rl
 from training.ml.sampling import SamplingConfig, generate_summaries
-from training.ml.sft import SFTConfig, train_sft
+from training.ml.sft import SFTConfig, _encode as sft_encode, train_sft
+
+HH_RECORD = {"task": "dialogue", "subreddit": "", "title": "",
+             "post": "Human: Can you tell me about wild dogs?\n\nAssistant: Would you like to read about wolves?"
+                     "\n\nHuman: Oh, I would love to learn about wolves.",
+             "summary_a": "Sure! A wolf is a large canine.", "summary_b": "Read an article.", "p_a": 1.0,
+             "choice": 0, "summary": "Sure! A wolf is a large canine."}
 
 
 def _recording_hooks(stop_at: int = 0):
@@ -126,3 +133,85 @@ def test_config_from_dict_names_the_bad_field():
     with pytest.raises(ValueError, match="'epochs'"):
         common.config_from_dict(SFTConfig, {"epochs": "many"})
     assert common.field_docs(RLConfig)["kl_beta"].startswith("beta")
+
+
+# --- TRL's defaults: dropout off, linear decay; micro-batches change nothing -----------------------
+
+
+def test_disable_dropout_makes_train_mode_deterministic(tiny_models):
+    model, tok = load_reward_model(str(tiny_models["causal_lm"]))
+    model.train()
+    batch = tok(["TITLE: t\nPOST: a post\nTL;DR: a summary"], return_tensors="pt")
+    torch.manual_seed(0)
+    assert not torch.equal(model(**batch).logits, model(**batch).logits)  # dropout is on in the checkpoint
+    assert common.disable_dropout(model) > 0
+    assert torch.equal(model(**batch).logits, model(**batch).logits)
+
+
+def test_reward_lr_decays_linearly_to_zero_without_warmup(tiny_models, comparisons, tmp_path):
+    pairs = [dict(c, p_a=1.0 - c["choice"]) for c in comparisons[:8]]
+    hooks, logs, _ = _recording_hooks()
+    cfg = RewardConfig(model=str(tiny_models["causal_lm"]), learning_rate=1e-3, batch_size=2, micro_batch_size=2,
+                       epochs=1, max_length=64)
+    assert (cfg.lr_scheduler, cfg.warmup_steps, cfg.disable_dropout) == ("linear", 0, True)  # TRL's defaults
+    train_reward(cfg, pairs, tmp_path, hooks=hooks)
+    # the Trainer's linear schedule: step k of n runs at lr * (1 - k / n)
+    assert [m["lr"] for m in logs] == pytest.approx([1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
+
+
+def test_reward_micro_batches_sum_to_the_whole_batch(tiny_models, comparisons, tmp_path):
+    assert micro_batches([4, 5, 6, 7], [9, 30, 10, 20, 5, 40, 1, 2], 3) == [[5, 4, 7], [6]]
+    pairs = [dict(c, p_a=1.0 - c["choice"]) for c in comparisons[:8]]
+    weights = []
+    for micro in (8, 3):
+        cfg = RewardConfig(model=str(tiny_models["causal_lm"]), learning_rate=1e-4, batch_size=8,
+                           micro_batch_size=micro, epochs=2, max_length=64)
+        out = train_reward(cfg, pairs, tmp_path / f"micro{micro}")
+        weights.append(load_reward_model(out.output_dir)[0].state_dict())
+    start = load_reward_model(str(tiny_models["causal_lm"]))[0].state_dict()
+    key = "transformer.h.0.mlp.c_fc.weight"
+    assert (weights[0][key] - start[key]).abs().max() > 1e-4  # Adam moved the weights by ~lr per step
+    for key in weights[0]:  # Adam turns float rounding in gradients near 0 into steps of up to ~lr / 30
+        torch.testing.assert_close(weights[0][key], weights[1][key], atol=1e-5, rtol=1e-4)
+
+
+# --- dialogue (HH) formats -----------------------------------------------------------------------
+
+
+def test_reward_and_sft_inputs_use_the_dialogue_format(tiny_models):
+    tok = load_reward_model(str(tiny_models["causal_lm"]))[1]
+    text = tok.decode(encode(tok, HH_RECORD, HH_RECORD["summary_a"], 256))
+    assert text.endswith("learn about wolves.\n\nAssistant: Sure! A wolf is a large canine.")
+    assert "TL;DR" not in text and "TITLE:" not in text and "POST:" not in text
+    prompt_ids, reply_ids = sft_encode(tok, HH_RECORD, SFTConfig(max_length=256))
+    assert tok.decode(prompt_ids).endswith("learn about wolves.\n\nAssistant:")
+    assert tok.decode(reply_ids).startswith(" Sure! A wolf")
+    assert "TL;DR" not in tok.decode(prompt_ids)
+
+
+def test_long_dialogue_loses_its_oldest_turns_not_the_last():
+    from transformers import AutoTokenizer
+
+    from training.ml.tiny import minilm_path
+
+    tok = AutoTokenizer.from_pretrained(str(minilm_path()))
+    context = "\n\n".join(f"Human: question number {i} about dogs?\n\nAssistant: answer {i}." for i in range(40))
+    context += "\n\nHuman: and the very last question?"
+    prompt = common.fit_record_prompt(tok, dict(HH_RECORD, post=context), 64)
+    assert len(tok(prompt, add_special_tokens=False)["input_ids"]) <= 64
+    assert prompt.startswith("…") and prompt.endswith("the very last question?\n\nAssistant:")
+    assert "question number 0 " not in prompt
+
+
+# --- KL at step 0 under mixed precision (issue 12, item 6) ---------------------------------------
+
+
+def test_rl_kl_is_zero_at_step_0_under_bf16_autocast(tiny_models, refs, tmp_path):
+    """On a GPU the prepared policy runs under bf16 autocast; on CPU precision=bf16 takes the same path."""
+    logs = []
+    hooks = common.Hooks(on_log=lambda s, t, m: logs.append(m))
+    cfg = RLConfig(model=str(tiny_models["causal_lm"]), learning_rate=1e-3, batch_size=2, samples_per_prompt=2,
+                   micro_batch_size=4, epochs=1, max_new_tokens=6, max_prompt_length=48, optimizer="adamw",
+                   precision="bf16", max_steps=1)
+    train_rl(cfg, refs[:2], lambda records, summaries: [0.0] * len(summaries), tmp_path, hooks=hooks)
+    assert logs[0]["kl"] == 0.0

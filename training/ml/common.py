@@ -253,13 +253,45 @@ def set_seed(seed: int) -> None:
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0):
     import torch
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        # fused: one kernel per step for all parameters (CPU and CUDA), as the Trainer's default adamw_torch_fused
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     if name == "adafactor":
         from transformers.optimization import Adafactor
 
         return Adafactor(params, lr=lr, scale_parameter=False, relative_step=False, warmup_init=False,
                          weight_decay=weight_decay)
     raise ValueError(f"optimizer must be 'adamw' or 'adafactor', got {name!r}")
+
+
+LR_SCHEDULERS = ("linear", "cosine", "constant")
+
+
+def make_scheduler(name: str, optimizer, *, warmup_steps: int, total_steps: int):
+    """transformers' learning-rate schedule `name` over total_steps optimizer steps.
+
+    "linear" (the Trainer's, hence TRL's, default) warms up for warmup_steps, then decays to 0 at
+    the last step; "constant" keeps the rate after the warm-up. Call `.step()` after each
+    optimizer step; the state goes into checkpoints, so a resumed run continues the same curve.
+    """
+    from transformers import get_scheduler
+
+    if name not in LR_SCHEDULERS:
+        raise ValueError(f"lr_scheduler must be one of {list(LR_SCHEDULERS)}, got {name!r}")
+    kind = "constant_with_warmup" if name == "constant" else name
+    return get_scheduler(kind, optimizer, num_warmup_steps=warmup_steps, num_training_steps=max(1, total_steps))
+
+
+def disable_dropout(model) -> int:
+    """Set the probability of every dropout module to 0 (TRL's `disable_dropout_in_model`); returns
+    how many there were. The attention kernels read `module.p`, so attention dropout goes too."""
+    import torch
+
+    n = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+            n += 1
+    return n
 
 
 def epoch_order(n: int, epoch: int, seed: int) -> list[int]:
@@ -287,7 +319,7 @@ def total_steps(n: int, batch_size: int, epochs: int, max_steps: int = 0) -> int
 
 
 def save_checkpoint(ckpt_dir: str | Path, *, model, tokenizer, optimizer, step: int, extra: dict | None = None,
-                    accelerator=None) -> str:
+                    accelerator=None, scheduler=None) -> str:
     """Write a resumable checkpoint atomically: a temp folder renamed over the previous one."""
     import torch
     ckpt_dir = Path(ckpt_dir)
@@ -303,6 +335,7 @@ def save_checkpoint(ckpt_dir: str | Path, *, model, tokenizer, optimizer, step: 
     unwrapped.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
     torch.save({"optimizer": optimizer.state_dict(), "step": step, "extra": extra or {},
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "torch_rng": torch.get_rng_state()}, tmp / STATE_FILE)
     old = ckpt_dir.with_name(ckpt_dir.name + ".old")
     if ckpt_dir.exists():
@@ -357,3 +390,32 @@ def fit_prompt(tokenizer, subreddit: str, title: str, post: str, max_tokens: int
         if keep == 0 or len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) <= max_tokens:
             return prompt
         keep = max(0, keep - 8)
+
+
+def fit_dialogue_prompt(tokenizer, context: str, max_tokens: int) -> str:
+    """The dialogue prompt (context, then `Assistant:`), with the oldest turns cut so it fits max_tokens.
+
+    A dialogue is shortened from its start, not its end: the last human turn is what the reply answers.
+    """
+    prompt = formats.format_dialogue_prompt(context)
+    n = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    if n <= max_tokens:
+        return prompt
+    ids = tokenizer(context.rstrip(), add_special_tokens=False)["input_ids"]
+    keep = max(0, len(ids) - (n - max_tokens) - 2)
+    while True:
+        short = "… " + tokenizer.decode(ids[len(ids) - keep:] if keep else []).lstrip()
+        prompt = formats.format_dialogue_prompt(short)
+        if keep == 0 or len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) <= max_tokens:
+            return prompt
+        keep = max(0, keep - 8)
+
+
+def fit_record_prompt(tokenizer, record: dict, max_tokens: int) -> str:
+    """The policy prompt of a record ({subreddit, title, post}, optional task) fitted to max_tokens:
+    the TL;DR prompt for a post, the dialogue prompt for an HH conversation (`labeling.formats`)."""
+    subreddit, title = record.get("subreddit", "") or "", record.get("title", "") or ""
+    task = record.get("task") or None
+    if (task == formats.DIALOGUE) if task else formats.is_dialogue(subreddit, title):
+        return fit_dialogue_prompt(tokenizer, record["post"], max_tokens)
+    return fit_prompt(tokenizer, subreddit, title, record["post"], max_tokens)

@@ -5,8 +5,17 @@ the AI labeler's p(A) for AI labels and 1 or 0 for human labels:
 
     loss = -[p * log sigma(r_A - r_B) + (1 - p) * log sigma(r_B - r_A)]
 
-TRL's RewardTrainer only takes hard (chosen, rejected) pairs, hence this loop. Both summaries of
-a pair go through the model in one forward pass. Accuracy is reported on held-out human labels,
+TRL's RewardTrainer only takes hard (chosen, rejected) pairs, hence this loop; with hard labels
+it computes what TRL computes, with TRL's defaults: dropout off, the learning rate decayed
+linearly to 0 without warm-up, AdamW, grad-norm clip 1.0, the same sequence-classification head
+(`AutoModelForSequenceClassification`, one output: BERT-like encoders pool the first token, causal
+LMs the last non-pad one). Both texts of a pair go through the model in the same forward pass;
+a batch's pairs are grouped into micro-batches of similar length (fewer pad tokens than padding
+the whole batch to its longest text, as TRL does; the gradient is the same), and token ids are
+kept as compact int32 arrays. Inputs are `prompt + " " + response` (the TL;DR prompt, or the
+dialogue context then `Assistant:` for HH), cut to max_length by shortening the post (TL;DR) or
+the oldest turns (dialogue), never the response; TRL instead drops pairs longer than its
+max_length. Accuracy is reported on held-out human labels,
 for all of them and for the high-confidence subset (confidence 1, 2, 8, 9), beside the two trivial
 baselines ("prefer the longer summary", "prefer the one sharing more distinct words with the post").
 """
@@ -38,14 +47,22 @@ class RewardConfig:
     """The paper trains 2-3 epochs."""
     batch_size: int = ranged(128, min=1, max=65_536)
     """Pairs per optimizer step (the paper's 128 for summarization)."""
-    micro_batch_size: int = ranged(16, min=1, max=65_536)
-    """Pairs per forward pass; gradients are accumulated up to batch_size."""
+    micro_batch_size: int = ranged(4, min=1, max=65_536)
+    """Pairs per forward pass (pairs of similar length go together); gradients are accumulated up to
+    batch_size, so this bounds memory without changing the result."""
     max_length: int = ranged(1152, min=16, max=32_768)
     """Tokens per (post, summary) input, the paper's 1,152; capped at the backbone's own limit."""
     optimizer: str = ranged("adamw", choices=("adamw", "adafactor"))
     """adamw or adafactor."""
     weight_decay: float = ranged(0.0, min=0.0, max=10.0)
     """Decoupled weight decay."""
+    lr_scheduler: str = ranged("linear", choices=common.LR_SCHEDULERS)
+    """Learning-rate schedule: linear (decays to 0 at the last step; TRL's default), cosine or constant."""
+    warmup_steps: int = ranged(0, min=0, max=10_000_000)
+    """Steps of linear warm-up from 0 before the schedule (TRL's default: 0)."""
+    disable_dropout: bool = True
+    """Train with every dropout probability at 0, as TRL's RewardTrainer does by default: dropout
+    makes r_A and r_B noisy, and the pairwise loss only sees their difference."""
     max_grad_norm: float = ranged(1.0, gt=0, max=1e6)
     """Gradient clipping."""
     max_steps: int = ranged(0, min=0, max=10_000_000)
@@ -81,11 +98,12 @@ def model_max_length(tokenizer, model_config, wanted: int) -> int:
 
 
 def encode(tokenizer, ex: dict, summary: str, max_length: int) -> list[int]:
-    """Token ids of `prompt + " " + summary`; the post is shortened so the summary always fits."""
+    """Token ids of `prompt + " " + summary` (TL;DR or dialogue prompt, by the record's task); the
+    post (or the dialogue's oldest turns) is shortened so the summary always fits."""
     summary_ids = tokenizer(" " + summary.strip(), add_special_tokens=False)["input_ids"][: max_length // 2]
     n_special = len(tokenizer("", add_special_tokens=True)["input_ids"])
     budget = max(8, max_length - len(summary_ids) - n_special)
-    prompt = common.fit_prompt(tokenizer, ex.get("subreddit", ""), ex.get("title", ""), ex["post"], budget)
+    prompt = common.fit_record_prompt(tokenizer, ex, budget)
     text = prompt + " " + summary.strip()
     return tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
 
@@ -96,11 +114,20 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, side: str = "right") -
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
+        row = torch.as_tensor(s, dtype=torch.long)
         if side == "right":
-            ids[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), 1
+            ids[i, : len(s)], mask[i, : len(s)] = row, 1
         else:
-            ids[i, width - len(s):], mask[i, width - len(s):] = torch.tensor(s), 1
+            ids[i, width - len(s):], mask[i, width - len(s):] = row, 1
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def micro_batches(idx: Sequence[int], lengths: Sequence[int], size: int) -> list[list[int]]:
+    """`idx` cut into micro-batches of at most `size` pairs, grouped by length (longest first), so
+    each forward pass pads to a length close to its own pairs'. The order inside a batch does not
+    change the summed gradient."""
+    ordered = sorted(idx, key=lambda i: -lengths[i])
+    return [ordered[m:m + size] for m in range(0, len(ordered), size)]
 
 
 def load_reward_model(path: str, *, new_head: bool = False):
@@ -137,14 +164,16 @@ def score_pairs(model, tokenizer, pairs: list[dict], max_length: int, batch_size
     """r_A - r_B for each pair."""
     model.eval()
     device = device or next(model.parameters()).device
-    out: list[float] = []
-    for i in range(0, len(pairs), batch_size):
-        chunk = pairs[i:i + batch_size]
-        seqs = [encode(tokenizer, ex, ex["summary_a"], max_length) for ex in chunk] + \
-               [encode(tokenizer, ex, ex["summary_b"], max_length) for ex in chunk]
+    seqs_a = [encode(tokenizer, ex, ex["summary_a"], max_length) for ex in pairs]
+    seqs_b = [encode(tokenizer, ex, ex["summary_b"], max_length) for ex in pairs]
+    lengths = [max(len(a), len(b)) for a, b in zip(seqs_a, seqs_b)]
+    out = [0.0] * len(pairs)
+    for idx in micro_batches(range(len(pairs)), lengths, batch_size):
+        seqs = [seqs_a[i] for i in idx] + [seqs_b[i] for i in idx]
         batch = {k: v.to(device) for k, v in pad_batch(seqs, tokenizer.pad_token_id).items()}
         r = model(**batch).logits.squeeze(-1).float()
-        out.extend((r[: len(chunk)] - r[len(chunk):]).tolist())
+        for j, margin in enumerate((r[: len(idx)] - r[len(idx):]).tolist()):
+            out[idx[j]] = margin
     return out
 
 
@@ -192,6 +221,7 @@ def train_reward(config: RewardConfig, train_pairs: list[dict], output_dir: str 
                  eval_pairs: list[dict] | None = None, hooks: Hooks | None = None,
                  resume_from: str | None = None) -> TrainResult:
     """Train on pairs ({subreddit, title, post, summary_a, summary_b, p_a}); evaluate on eval_pairs (with choice)."""
+    import numpy as np
     import torch
     hooks = hooks or Hooks()
     validate_pairs(train_pairs, what="training", need="p_a")
@@ -203,31 +233,39 @@ def train_reward(config: RewardConfig, train_pairs: list[dict], output_dir: str 
     accelerator = common.make_accelerator(config.precision)
     model, tokenizer = load_reward_model(resume_from or config.model)
     max_length = model_max_length(tokenizer, model.config, config.max_length)
+    if config.disable_dropout:
+        common.disable_dropout(model)
     model.train()
     optimizer = common.make_optimizer(config.optimizer, model.parameters(), config.learning_rate, config.weight_decay)
+    total = common.total_steps(len(train_pairs), config.batch_size, config.epochs, config.max_steps)
+    scheduler = common.make_scheduler(config.lr_scheduler, optimizer, warmup_steps=config.warmup_steps,
+                                      total_steps=total)
     start_step = 0
     if resume_from:
         state = common.load_trainer_state(resume_from)
         optimizer.load_state_dict(state["optimizer"])
+        if state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
         start_step = state["step"]
         torch.set_rng_state(state["torch_rng"])
     model, optimizer = accelerator.prepare(model, optimizer)
     hooks = common.main_process_hooks(hooks, accelerator)
 
-    enc_a = [encode(tokenizer, ex, ex["summary_a"], max_length) for ex in train_pairs]
-    enc_b = [encode(tokenizer, ex, ex["summary_b"], max_length) for ex in train_pairs]
+    # int32 arrays: a Python list of ints costs ~9x the memory, and these live for the whole run
+    enc_a = [np.asarray(encode(tokenizer, ex, ex["summary_a"], max_length), dtype=np.int32) for ex in train_pairs]
+    enc_b = [np.asarray(encode(tokenizer, ex, ex["summary_b"], max_length), dtype=np.int32) for ex in train_pairs]
+    pair_len = [max(len(a), len(b)) for a, b in zip(enc_a, enc_b)]
     labels = torch.tensor([float(ex["p_a"]) for ex in train_pairs])
     plan = common.batches(len(train_pairs), config.batch_size, config.epochs, config.seed)
-    total = common.total_steps(len(train_pairs), config.batch_size, config.epochs, config.max_steps)
     step = start_step
     for batch_idx in plan[start_step:total]:
         t0 = time.perf_counter()
         model.train()
         optimizer.zero_grad()
         loss_sum, hits = 0.0, 0.0
+        lr = scheduler.get_last_lr()[0]
         mine = common.shard(batch_idx, accelerator)
-        for m in range(0, len(mine), config.micro_batch_size):
-            idx = mine[m:m + config.micro_batch_size]
+        for idx in micro_batches(mine, pair_len, config.micro_batch_size):
             batch = pad_batch([enc_a[i] for i in idx] + [enc_b[i] for i in idx], tokenizer.pad_token_id)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             p_a = labels[idx].to(accelerator.device)
@@ -240,14 +278,15 @@ def train_reward(config: RewardConfig, train_pairs: list[dict], output_dir: str 
             hits += float((((r_a - r_b) > 0).float() == (p_a > 0.5).float()).sum())
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
+        scheduler.step()
         step += 1
         elapsed = time.perf_counter() - t0
         hooks.on_log(step, total, {"loss": loss_sum, "accuracy": hits / len(mine), "grad_norm": float(grad_norm),
-                                   "pairs_per_s": len(batch_idx) / elapsed})
+                                   "lr": lr, "pairs_per_s": len(batch_idx) / elapsed})
         stop = hooks.should_stop()
         if stop or step % config.checkpoint_every == 0:
             common.save_checkpoint(ckpt_dir, model=model, tokenizer=tokenizer, optimizer=optimizer, step=step,
-                                   accelerator=accelerator)
+                                   accelerator=accelerator, scheduler=scheduler)
             hooks.on_checkpoint(str(ckpt_dir), step)
         if stop:
             return TrainResult("stopped", step, total, checkpoint_dir=str(ckpt_dir))

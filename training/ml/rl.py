@@ -9,8 +9,11 @@ and the policy-gradient loss -(R - b) * log pi(y | x), with the reward given onc
 other samples of the same post (RLOO, Ahmadian et al. 2024), which needs no second network,
 or the batch mean when one sample per post is drawn. The reward function is passed in by the
 caller (a trained reward model, or the AI labeler's 1-10 score for direct RLAIF), so this file
-knows nothing of where rewards come from. Dropout is off in both models, so KL is exactly 0 at
-step 0.
+knows nothing of where rewards come from. Dropout is off in both models, and both run under the
+same precision: accelerate's `prepare` wraps the policy's forward in autocast (bf16 on a GPU), so
+the reference, which is not prepared (it has no gradients to synchronize), runs its forward under
+`accelerator.autocast()` too; KL is then exactly 0 at step 0. Prompts are the TL;DR prompt, or for
+a dialogue (HH) the conversation then `Assistant:`.
 """
 from __future__ import annotations
 
@@ -132,8 +135,7 @@ def train_rl(config: RLConfig, prompts: list[dict], reward_fn: RewardFn, output_
     hooks = common.main_process_hooks(hooks, accelerator)
     gen_model = accelerator.unwrap_model(policy)
 
-    texts = [common.fit_prompt(tokenizer, p.get("subreddit", ""), p.get("title", ""), p["post"], config.max_prompt_length)
-             for p in prompts]
+    texts = [common.fit_record_prompt(tokenizer, p, config.max_prompt_length) for p in prompts]
     k = max(1, config.samples_per_prompt)
     plan = common.batches(len(prompts), config.batch_size, config.epochs, config.seed)
     total = common.total_steps(len(prompts), config.batch_size, config.epochs, config.max_steps)
@@ -172,8 +174,10 @@ def train_rl(config: RLConfig, prompts: list[dict], reward_fn: RewardFn, output_
         optimizer.zero_grad()
         with torch.no_grad():
             for idx, seq, attn, width, cmask in chunks:
-                ref_lp = sequence_logprobs(reference, seq, attn, width, cmask, config.temperature)
-                pol_lp = sequence_logprobs(policy, seq, attn, width, cmask, config.temperature)
+                # the same autocast for both: the prepared policy's forward already runs under it
+                with accelerator.autocast():
+                    ref_lp = sequence_logprobs(reference, seq, attn, width, cmask, config.temperature)
+                    pol_lp = sequence_logprobs(policy, seq, attn, width, cmask, config.temperature)
                 kls.append((pol_lp - ref_lp).sum(dim=1).cpu())
         kl = torch.cat(kls)
         returns = (1 - config.kl_beta) * rewards - config.kl_beta * kl

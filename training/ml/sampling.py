@@ -1,4 +1,5 @@
-"""Sampling: a trained policy writes one summary per post (the paper's TL;DR prompt format)."""
+"""Sampling: a trained policy writes one summary per post (the paper's TL;DR prompt format), or one
+reply per dialogue (the conversation, then `Assistant:`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,8 +45,7 @@ def generate_summaries(config: SamplingConfig, posts: list[dict], *,
         if should_stop and should_stop():
             break
         chunk = posts[i:i + config.batch_size]
-        texts = [common.fit_prompt(tokenizer, p.get("subreddit", ""), p.get("title", ""), p["post"], config.max_prompt_length)
-                 for p in chunk]
+        texts = [common.fit_record_prompt(tokenizer, p, config.max_prompt_length) for p in chunk]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         kwargs = {"do_sample": True, "temperature": config.temperature, "top_k": 0} if config.temperature > 0 \
             else {"do_sample": False}

@@ -1,7 +1,9 @@
 """Supervised fine-tuning of a causal LM on posts and their reference summaries.
 
-Each example is the paper's TL;DR prompt (`SUBREDDIT / TITLE / POST` then `TL;DR:`) followed by
-" {summary}<eos>"; the loss is the next-token cross-entropy on the summary tokens only.
+Each example is the paper's TL;DR prompt (`SUBREDDIT / TITLE / POST` then `TL;DR:`), or for a
+dialogue (HH) the conversation so far then `Assistant:`, followed by " {summary}<eos>" (the
+summary, or the assistant's reply); the loss is the next-token cross-entropy on those tokens only.
+As for the reward model: dropout off and a linear learning-rate decay to 0 by default.
 A plain accelerate loop (bf16 on CUDA, fp32 on CPU, several GPUs under `accelerate launch`)
 with cooperative stop and resumable checkpoints; see `common.Hooks`.
 """
@@ -39,6 +41,15 @@ class SFTConfig:
     """adamw or adafactor."""
     weight_decay: float = ranged(0.0, min=0.0, max=10.0)
     """Decoupled weight decay."""
+    lr_scheduler: str = ranged("linear", choices=common.LR_SCHEDULERS)
+    """Learning-rate schedule: linear (decays to 0 at the last step; the Trainer's and TRL's default), cosine or constant."""
+    warmup_steps: int = ranged(0, min=0, max=10_000_000)
+    """Steps of linear warm-up from 0 before the schedule (TRL's default: 0)."""
+    disable_dropout: bool = True
+    """Train with every dropout probability at 0. Fine-tuning a pretrained LM for one epoch does
+    not overfit; with dropout on the policy that RL starts from would not be the one whose
+    log-probabilities the KL penalty measures (the summarize-from-feedback reproductions of
+    Huang et al. 2024 turn it off for SFT, RM and RL)."""
     max_grad_norm: float = ranged(1.0, gt=0, max=1e6)
     """Gradient clipping."""
     max_steps: int = ranged(0, min=0, max=10_000_000)
@@ -54,8 +65,7 @@ class SFTConfig:
 def _encode(tokenizer, ex: dict, cfg: SFTConfig) -> tuple[list[int], list[int]]:
     summary_ids = tokenizer(" " + ex["summary"].strip(), add_special_tokens=False)["input_ids"][: cfg.max_summary_tokens]
     summary_ids = summary_ids + [tokenizer.eos_token_id]
-    prompt = common.fit_prompt(tokenizer, ex.get("subreddit", ""), ex.get("title", ""), ex["post"],
-                               cfg.max_length - len(summary_ids))
+    prompt = common.fit_record_prompt(tokenizer, ex, cfg.max_length - len(summary_ids))
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"][-(cfg.max_length - len(summary_ids)):]
     return prompt_ids, summary_ids
 
@@ -111,12 +121,19 @@ def train_sft(config: SFTConfig, examples: list[dict], output_dir: str | Path, *
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(source)
+    if config.disable_dropout:
+        common.disable_dropout(model)
     model.train()
     optimizer = common.make_optimizer(config.optimizer, model.parameters(), config.learning_rate, config.weight_decay)
+    total = common.total_steps(len(examples), config.batch_size, config.epochs, config.max_steps)
+    scheduler = common.make_scheduler(config.lr_scheduler, optimizer, warmup_steps=config.warmup_steps,
+                                      total_steps=total)
     start_step, metrics_extra = 0, {}
     if resume_from:
         state = common.load_trainer_state(resume_from)
         optimizer.load_state_dict(state["optimizer"])
+        if state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
         start_step = state["step"]
         torch.set_rng_state(state["torch_rng"])
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -124,11 +141,11 @@ def train_sft(config: SFTConfig, examples: list[dict], output_dir: str | Path, *
 
     encoded = [_encode(tokenizer, ex, config) for ex in examples]
     plan = common.batches(len(encoded), config.batch_size, config.epochs, config.seed)
-    total = common.total_steps(len(encoded), config.batch_size, config.epochs, config.max_steps)
     step = start_step
     for batch_idx in plan[start_step:total]:
         t0 = time.perf_counter()
         optimizer.zero_grad()
+        lr = scheduler.get_last_lr()[0]
         mine = common.shard(batch_idx, accelerator)
         n_tokens = sum(len(encoded[i][1]) for i in mine)
         loss_sum = 0.0
@@ -141,15 +158,16 @@ def train_sft(config: SFTConfig, examples: list[dict], output_dir: str | Path, *
             loss_sum += loss.item()
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
+        scheduler.step()
         step += 1
         elapsed = time.perf_counter() - t0
         all_tokens = sum(len(encoded[i][0]) + len(encoded[i][1]) for i in batch_idx)
         hooks.on_log(step, total, {"loss": loss_sum / n_tokens, "grad_norm": float(grad_norm),
-                                   "tokens_per_s": all_tokens / elapsed, "lr": config.learning_rate})
+                                   "tokens_per_s": all_tokens / elapsed, "lr": lr})
         stop = hooks.should_stop()
         if stop or step % config.checkpoint_every == 0:
             common.save_checkpoint(ckpt_dir, model=model, tokenizer=tokenizer, optimizer=optimizer, step=step,
-                                   accelerator=accelerator, extra=metrics_extra)
+                                   accelerator=accelerator, extra=metrics_extra, scheduler=scheduler)
             hooks.on_checkpoint(str(ckpt_dir), step)
         if stop:
             return TrainResult("stopped", step, total, checkpoint_dir=str(ckpt_dir))
