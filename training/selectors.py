@@ -11,7 +11,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db.models import QuerySet
 
-from labeling.models import AILabel, Dataset, HumanLabel, Post, Summary
+from labeling import formats
+from labeling.models import AILabel, Dataset, HumanLabel, Post, Summary, TaskKind
 from .models import ModelArtifact, RunKind, TrainingRun
 
 
@@ -25,12 +26,43 @@ def _post_fields(post: Post) -> dict:
 
 
 def sft_examples(*, dataset: Dataset, eval_fraction: float = 0.0, max_examples: int = 0) -> list[dict]:
-    """Reference summaries of the dataset's training posts: {subreddit, title, post, summary}."""
-    rows = (Summary.objects.filter(post__dataset=dataset, is_reference=True)
-            .select_related("post").order_by("pk"))
-    out = [dict(_post_fields(s.post), summary=s.text) for s in rows.iterator()
-           if not post_is_held_out(s.post.content_sha256, eval_fraction)]
+    """Reference summaries of the dataset's training posts: {subreddit, title, post, summary}.
+
+    A dialogue dataset (HH-RLHF) ships no references: its examples are the replies the humans
+    preferred (the majority of each comparison's labels; even splits left out), as in HH SFT.
+    """
+    if dataset.task == TaskKind.DIALOGUE:
+        out = _preferred_replies(dataset, eval_fraction)
+    else:
+        rows = (Summary.objects.filter(post__dataset=dataset, is_reference=True)
+                .select_related("post").order_by("pk"))
+        out = [dict(_post_fields(s.post), summary=s.text) for s in rows.iterator()
+               if not post_is_held_out(s.post.content_sha256, eval_fraction)]
     return out[:max_examples] if max_examples else out
+
+
+def _preferred_replies(dataset: Dataset, eval_fraction: float) -> list[dict]:
+    votes: dict[int, list[int]] = {}
+    comparisons = {}
+    labels = (HumanLabel.objects.filter(comparison__post__dataset=dataset)
+              .select_related("comparison__post", "comparison__summary_a", "comparison__summary_b").order_by("pk"))
+    for label in labels.iterator():
+        c = label.comparison
+        if post_is_held_out(c.post.content_sha256, eval_fraction):
+            continue
+        comparisons.setdefault(c.pk, c)
+        votes.setdefault(c.pk, [0, 0])[label.choice] += 1
+    out, seen = [], set()
+    for pk, (votes_a, votes_b) in votes.items():
+        choice = formats.majority_choice(votes_a, votes_b)
+        if choice is None:
+            continue
+        c = comparisons[pk]
+        reply = c.summary_a if choice == 0 else c.summary_b
+        if reply.pk not in seen:
+            seen.add(reply.pk)
+            out.append(dict(_post_fields(c.post), summary=reply.text))
+    return out
 
 
 def _pair_fields(comparison) -> dict:

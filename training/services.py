@@ -132,7 +132,7 @@ def training_run_create(*, kind: str, created_by=None, name: str = "", base_chec
         run_params.split_params(kind, hp, max_processes=settings.TRAINING_MAX_PROCESSES)
     except ValueError as exc:
         raise ValidationError({"hyperparameters": str(exc)}) from exc
-    full = run_params.defaults(kind)
+    full = run_params.defaults(kind, task=dataset.task)
     full.update(hp)
     run = TrainingRun.objects.create(
         name=name, kind=kind, base_checkpoint=base_checkpoint, base_artifact=base, dataset=dataset,
