@@ -63,6 +63,10 @@ class TrainingRunForm(forms.Form):
             field.widget.attrs.update({k: v for k, v in (("min", limits.get("min")), ("max", limits.get("max")))
                                        if v is not None and not isinstance(field, forms.ChoiceField)})
             field.label, field.help_text = spec["name"], f"{spec['help']} (default {default!r})"
+            task_note = run_params.task_default_note(kind, spec["name"])
+            if task_note:  # empty: the dataset's task decides (the services fill it in)
+                field.required, field.initial = False, ""
+                field.help_text = f"{spec['help']} (empty: {default!r}, {task_note})"
             self.fields[name] = field
             self.param_names.append(name)
 
@@ -80,7 +84,8 @@ class TrainingRunForm(forms.Form):
         return cleaned
 
     def hyperparameters(self) -> dict:
-        return {n.removeprefix("hp_"): self.cleaned_data[n] for n in self.param_names if n in self.cleaned_data}
+        return {n.removeprefix("hp_"): self.cleaned_data[n] for n in self.param_names
+                if n in self.cleaned_data and self.cleaned_data[n] is not None}
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data

@@ -65,8 +65,25 @@ def param_specs(kind: str) -> list[dict]:
     return specs
 
 
-def defaults(kind: str) -> dict:
-    return {s["name"]: s["default"] for s in param_specs(kind)}
+TASK_DEFAULTS: dict[str, dict[str, dict]] = {
+    "dialogue": {"reward": {"batch_size": 32}},
+}
+"""Defaults that depend on the dataset's task: the paper trains dialogue (HH) reward models with
+batch 32 (128 for summarization, the config's own default)."""
+
+
+def defaults(kind: str, task: str | None = None) -> dict:
+    """Every hyperparameter of a kind with its default, for a dataset of `task` when given."""
+    out = {s["name"]: s["default"] for s in param_specs(kind)}
+    out.update(TASK_DEFAULTS.get(task or "", {}).get(kind, {}))
+    return out
+
+
+def task_default_note(kind: str, name: str) -> str:
+    """", 32 on dialogue datasets"-style note for a field whose default depends on the task ("" if none)."""
+    notes = [f"{values[kind][name]!r} on {task} datasets" for task, values in TASK_DEFAULTS.items()
+             if name in values.get(kind, {})]
+    return "; ".join(notes)
 
 
 def split_params(kind: str, values: dict, *, model: str = "", max_processes: int | None = None):
