@@ -140,5 +140,9 @@ def test_a_router_whose_risk_tracks_errors_beats_random_and_an_anti_router_loses
     risk = 1 - 2 * np.abs(p - 0.5)
     good = routing.headline(routing.simulate(p, human, risk))
     assert good["routing_beats_random"] and good["uncertainty_budget_needed"] < 0.5
+    assert good["routing_clearly_beats_random"]
     bad = routing.headline(routing.simulate(p, human, -risk))
-    assert not bad["routing_beats_random"]
+    assert not bad["routing_beats_random"] and not bad["routing_clearly_beats_random"]
+    # a router that knows nothing: not clearly better than random, whatever its luck
+    noise = routing.headline(routing.simulate(p, human, rng.random(n)))
+    assert not noise["routing_clearly_beats_random"]
