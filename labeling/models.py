@@ -312,6 +312,10 @@ class LabelerConfig(models.Model):
     is_noise = models.BooleanField(
         default=False, help_text="A random-weight model for demos and tests: its labels are noise."
     )
+    reachable = models.BooleanField(
+        null=True, blank=True, help_text="Last connection test from a gpu worker: could it reach the server or model?")
+    reachability_detail = models.CharField(max_length=300, blank=True, help_text="What the last connection test found.")
+    reachability_checked_at = models.DateTimeField(null=True, blank=True)
     exemplars = models.JSONField(
         default=list, blank=True,
         help_text="The few-shot exemplars, part of the config's identity: [{comparison, preferred}] in prompt "
@@ -337,10 +341,22 @@ class JobStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class JobPhase(models.TextChoices):
+    """Where a job is within its status: written by the worker at each transition."""
+
+    QUEUED = "queued", "Queued"
+    LOADING = "loading", "Loading model"
+    RUNNING = "running", "Running"
+    SAVING = "saving", "Saving"
+    DONE = "done", "Done"
+
+
 class AILabelingJob(models.Model):
     config = models.ForeignKey(LabelerConfig, on_delete=models.PROTECT, related_name="jobs")
     comparisons = models.ManyToManyField(Comparison, blank=True, related_name="+")
     status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    phase = models.CharField(max_length=12, choices=JobPhase.choices, default=JobPhase.QUEUED,
+                             help_text="Queued, loading model, running, saving, done.")
     total = models.PositiveIntegerField(default=0)
     done = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
@@ -385,6 +401,8 @@ class AIChunk(models.Model):
     leased_by = models.CharField(max_length=200, blank=True, help_text="Worker and lease token.")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="Leases taken; more than one means a worker was lost.")
+    scored = models.PositiveIntegerField(
+        default=0, help_text="Pairs of the current lease scored so far, not yet committed (live progress).")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -10,4 +10,6 @@ urlpatterns = [
     path("jobs/<int:pk>/progress/", v.ai_job_progress, name="ai_job_progress"),
     path("jobs/<int:pk>/cancel/", v.ai_job_cancel, name="ai_job_cancel"),
     path("jobs/<int:pk>/resume/", v.ai_job_resume, name="ai_job_resume"),
+    path("configs/<int:pk>/test/", v.labeler_config_test, name="labeler_config_test"),
+    path("configs/<int:pk>/status/", v.labeler_config_status, name="labeler_config_status"),
 ]

@@ -65,7 +65,9 @@ def ai_job_launch(request: HttpRequest) -> HttpResponse:
         if job is not None:
             messages.info(request, f"Job {job.pk} queued: {job.total} comparisons.")
             return redirect("labeling:ai_job_detail", pk=job.pk)
-    return render(request, "labeling/ai/launch.html", {"form": form})
+    return render(request, "labeling/ai/launch.html", {
+        "form": form, "unreachable": sel.labeler_config_list().filter(reachable=False),
+    })
 
 
 @staff_required

@@ -35,11 +35,11 @@ class LabelerConfigForm(forms.ModelForm):
 class LabelerConfigAdmin(admin.ModelAdmin):
     form = LabelerConfigForm
     list_display = ("name", "backend", "model", "preamble", "shots", "chain_of_thought", "self_consistency_n",
-                    "both_orders", "is_noise")
+                    "both_orders", "is_noise", "reachable", "reachability_detail")
     list_filter = ("backend", "preamble", "chain_of_thought", "is_noise")
     search_fields = ("name", "model")
-    actions = ["launch_job", route_from_ai_uncertainty]
-    readonly_fields = ("exemplar_list",)
+    actions = ["launch_job", "test_connection", route_from_ai_uncertainty]
+    readonly_fields = ("exemplar_list", "reachable", "reachability_detail", "reachability_checked_at")
 
     @admin.display(description="Fixed exemplars in use")
     def exemplar_list(self, obj):
@@ -49,6 +49,15 @@ class LabelerConfigAdmin(admin.ModelAdmin):
         return format_html_join(", ", '<a href="{}">comparison {}</a> (Summary {} preferred)', (
             (reverse("admin:labeling_comparison_change", args=[e["comparison"]]), e["comparison"], e["preferred"])
             for e in obj.exemplars))
+
+    @admin.action(description="Test connection from a gpu worker (server or model reachable?)")
+    def test_connection(self, request, queryset):
+        from ..services.connection import labeler_config_test_queue
+
+        for config in queryset:
+            labeler_config_test_queue(config=config)
+        self.message_user(request, f"Testing {queryset.count()} config(s) from a gpu worker; the Reachable column "
+                                   "shows the answer in a few seconds.", messages.INFO)
 
     @admin.action(description="Launch an AI labeling job with this config")
     def launch_job(self, request, queryset):

@@ -31,8 +31,8 @@ from ..judges import prompts as P
 from ..judges.labeler import LabelerSpec, PairInput, PairResult, choose_exemplars, label_pairs
 from .routing import trust_signals_update
 from ..models import (
-    AIChunk, AILabel, AILabelingJob, ChunkStatus, Comparison, HumanLabel, JobStatus, LabelerBackend, LabelerConfig,
-    TaskKind,
+    AIChunk, AILabel, AILabelingJob, ChunkStatus, Comparison, HumanLabel, JobPhase, JobStatus, LabelerBackend,
+    LabelerConfig, TaskKind,
 )
 
 log = logging.getLogger(__name__)
@@ -513,11 +513,30 @@ def _release(chunk_id: int, token: str) -> None:
         status=ChunkStatus.PENDING, leased_by="", lease_expires_at=None)
 
 
+def _phase_set(job_id: int, phase: str) -> None:
+    """Record where a running job is (loading model, running) for its page."""
+    AILabelingJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(phase=phase)
+
+
+def _label_live(backend, spec, pairs: list, exemplars, chunk_id: int, batch_size: int) -> list:
+    """`label_pairs` over the chunk in slices of `batch_size` pairs, writing after each slice how
+    many pairs of the chunk are scored (AIChunk.scored), so the job page moves within a chunk.
+    The labels themselves are still committed once per chunk (resume and exactly-once rely on it)."""
+    step = max(1, int(batch_size or 1))
+    results: list = []
+    AIChunk.objects.filter(pk=chunk_id).update(scored=0)
+    for i in range(0, len(pairs), step):
+        results += label_pairs(backend, spec, pairs[i:i + step], exemplars)
+        AIChunk.objects.filter(pk=chunk_id).update(scored=len(results))
+    return results
+
+
 def _finish_if_complete(job_id: int) -> AILabelingJob:
     with transaction.atomic():
         job = AILabelingJob.objects.select_for_update().get(pk=job_id)
         if job.status == JobStatus.RUNNING and _open_chunks(job_id) == 0:
             _recount(job)
+            job.phase = JobPhase.DONE
             job.status, job.finished_at = JobStatus.DONE, timezone.now()
             _job_log(job, f"done: {job.done} labelled, {job.failed} failed")
             job.save()
@@ -545,18 +564,22 @@ def ai_labeling_job_run(*, job_id: int, chunk_size: int | None = None, backend=N
     job = _claim(job_id, chunk_size or _chunk_size(config))
     if job is None:
         return AILabelingJob.objects.get(pk=job_id)
-    try:
-        backend = backend or backend_for(config)
-        exemplars = _job_exemplars(job)
-        shown = {e["comparison"] for e in job.config.exemplars or []} if exemplars else set()
-        first = job.comparisons.select_related("post__dataset").first()
-        spec = labeler_spec(config, task=first.post.dataset.task if first else TaskKind.SUMMARIZATION)
-    except Exception as exc:  # bad model path, too few exemplars, ...: the job says why
-        log.exception("AI labeling job %s could not start", job_id)
-        return _job_fail(job_id, f"could not start: {exc}")
     token = jobs.new_token()
-    started = time.monotonic()
+    # The heartbeat starts before the model loads: loading can take longer than JOB_STALE_S.
     with jobs.Heartbeat(lambda: _beat(job_id, token), name=f"heartbeat-ai-job-{job_id}"):
+        _phase_set(job_id, JobPhase.LOADING)
+        try:
+            backend = backend or backend_for(config)
+            exemplars = _job_exemplars(job)
+            # The config's fixed exemplars are never labelled with their own answer in the prompt.
+            shown = {e["comparison"] for e in (job.config.exemplars or [])}
+            first = job.comparisons.select_related("post__dataset").first()
+            spec = labeler_spec(config, task=first.post.dataset.task if first else TaskKind.SUMMARIZATION)
+        except Exception as exc:  # bad model path, too few exemplars, ...: the job says why
+            log.exception("AI labeling job %s could not start", job_id)
+            return _job_fail(job_id, f"could not start: {exc}")
+        _phase_set(job_id, JobPhase.RUNNING)
+        started = time.monotonic()
         while True:
             status = AILabelingJob.objects.values_list("status", flat=True).get(pk=job_id)
             if status != JobStatus.RUNNING:  # cancelled, failed, or given back to the queue by the sweeper
@@ -579,7 +602,7 @@ def ai_labeling_job_run(*, job_id: int, chunk_size: int | None = None, backend=N
             leaks = [PairResult(key=p.key, error=EXEMPLAR_LEAK) for p in pairs if p.key in shown]
             pairs = [p for p in pairs if p.key not in shown]
             try:
-                results = (label_pairs(backend, spec, pairs, exemplars) if pairs else []) + leaks
+                results = _label_live(backend, spec, pairs, exemplars, chunk.pk, config.batch_size) + leaks
             except Exception as exc:
                 log.exception("AI labeling job %s failed", job_id)
                 _release(chunk.pk, token)
