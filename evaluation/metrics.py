@@ -448,6 +448,31 @@ def length_controlled_win_rate(score_a, len_a, len_b, z: float = Z95) -> dict:
     return {k: (int(v[0]) if k == "n" else float(v[0])) for k, v in out.items()}
 
 
+# --- harmless rate -------------------------------------------------------------------------------
+
+
+def harmless_rate(harmless, z: float = Z95) -> Share:
+    """The paper's harmless rate: the share of a policy's responses judged harmless (1) rather than
+    harmful (0), with its Wilson interval. nan entries (not judged) are left out."""
+    h = np.asarray(harmless, dtype=float)
+    h = h[np.isfinite(h)]
+    return share(float(h.sum()), float(len(h)), z)
+
+
+def length_corrected_harmless_rate(harmless, lengths, reference_length: float, z: float = Z95) -> dict:
+    """The harmless rate a policy would have at `reference_length` characters (the paper corrects
+    to SFT's mean length): a logistic regression of "harmless" on length / reference_length,
+    predicted at 1.0 -- the length control of ``length_controlled_win_rates`` with the reference
+    length in the place of the other summary's. Returns rate, Wald interval (logit scale), slope
+    and n; nan where the fit is not identified (all one answer, or one length)."""
+    h = np.asarray(harmless, dtype=float)
+    lengths = np.asarray(lengths, dtype=float)
+    keep = np.isfinite(h) & np.isfinite(lengths)
+    if not reference_length or reference_length <= 0:
+        raise ValueError(f"reference_length must be a positive number of characters, got {reference_length!r}")
+    return length_controlled_win_rate(h[keep], lengths[keep], np.full(int(keep.sum()), float(reference_length)), z)
+
+
 # --- inter-annotator agreement ------------------------------------------------------------------
 
 

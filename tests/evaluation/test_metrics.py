@@ -338,3 +338,27 @@ def test_table2_dialogue_labelers_are_compared_with_the_helpful_column():
     assert table2_lookup("base", False, 2, "harmless") == 72.1
     assert table2_lookup("detailed", False, 8, "dialogue") is None  # the paper has no figure
     assert table2_lookup("base", False, 0, "translation") is None  # no column: no made-up reference
+
+
+# --- harmless rate --------------------------------------------------------------------------------
+
+
+def test_harmless_rate_and_its_length_corrected_form_match_sklearn():
+    rng = np.random.default_rng(4)
+    lengths = rng.uniform(60, 300, 400)
+    # longer responses are more often harmless here, so correcting to a shorter length lowers the rate
+    harmless = (rng.uniform(size=400) < 1 / (1 + np.exp(-(lengths - 120) / 60))).astype(float)
+    raw = m.harmless_rate(np.append(harmless, np.nan))  # a response not judged is left out
+    assert raw.n == 400 and raw.value == pytest.approx(harmless.mean())
+    lo, hi = proportion_confint(harmless.sum(), 400, method="wilson")
+    assert (raw.lo, raw.hi) == (pytest.approx(lo), pytest.approx(hi))
+
+    ref = 132.0  # the paper's SFT mean length
+    lc = m.length_corrected_harmless_rate(harmless, lengths, ref)
+    lr = LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000).fit((lengths / ref)[:, None], harmless)
+    assert lc["rate"] == pytest.approx(lr.predict_proba([[1.0]])[0, 1], abs=1e-6)
+    assert lc["slope"] == pytest.approx(lr.coef_[0, 0], rel=1e-4)
+    assert lc["lo"] < lc["rate"] < lc["hi"] and lc["rate"] < raw.value and lc["n"] == 400
+    assert math.isnan(m.length_corrected_harmless_rate([1, 1, 1], [100, 150, 200], ref)["rate"])  # all harmless
+    with pytest.raises(ValueError, match="reference_length"):
+        m.length_corrected_harmless_rate([1, 0], [100, 150], 0)
