@@ -11,6 +11,7 @@ this is for the one-command demo. Production sets DATABASE_URL (PostgreSQL) and 
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -19,14 +20,52 @@ if (BASE_DIR / ".env").exists():
     environ.Env.read_env(str(BASE_DIR / ".env"))
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env(
-    "SECRET_KEY",
-    default="django-insecure-demo-only-key-set-SECRET_KEY-in-production-0123456789",
-)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 VAR_DIR = Path(env("VAR_DIR", default=str(BASE_DIR / "var")))
+
+# The key this project once shipped as its default: public, so never accepted with DEBUG=0.
+PUBLISHED_SECRET_KEYS = {"django-insecure-demo-only-key-set-SECRET_KEY-in-production-0123456789"}
+
+
+def _local_secret_key(path: Path) -> str:
+    """A random key kept in `path` (mode 0600), created on first start; shared by every process
+    that uses this VAR_DIR (the demo's web server and worker, the test suite). Creation is atomic
+    (a hard link that fails if another process won the race), so all of them read the same key."""
+    import os
+    import secrets
+
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(50))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+SECRET_KEY = env("SECRET_KEY", default="")
+if not SECRET_KEY and not DEBUG and env.bool("HTTPS", default=False):
+    raise ImproperlyConfigured("SECRET_KEY is not set: production (HTTPS=1, DEBUG=0) needs SECRET_KEY, one long "
+                               "random string shared by every web host")
+if not SECRET_KEY:
+    # No SECRET_KEY: this machine's own random key under VAR_DIR (what `make demo` uses). Several
+    # web hosts must share one key, so production sets SECRET_KEY (see README).
+    try:
+        SECRET_KEY = _local_secret_key(VAR_DIR / "secret_key")
+    except OSError as exc:
+        raise ImproperlyConfigured(f"SECRET_KEY is not set and {VAR_DIR / 'secret_key'} cannot be written "
+                                   f"({exc.strerror}); set SECRET_KEY to a long random string") from exc
+if not DEBUG and (SECRET_KEY in PUBLISHED_SECRET_KEYS or len(SECRET_KEY) < 32):
+    raise ImproperlyConfigured("SECRET_KEY is the published demo key or shorter than 32 characters; with DEBUG=0 "
+                               "set SECRET_KEY to a long random string (or unset it to use var/secret_key)")
 ARTIFACT_ROOT = Path(env("ARTIFACT_ROOT", default=str(VAR_DIR / "artifacts")))
 DATA_DIR = BASE_DIR / "data"
 # The most processes (GPUs) one training run may ask for: the GPUs of one worker machine.
@@ -94,8 +133,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
-    # Off by default: with it on, every request that reuses a connection first runs `SELECT 1`.
-    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=False))
+    # On: a request that reuses a connection first checks it (`SELECT 1`) and reconnects when the
+    # server dropped it, instead of failing with a 500 on the dead connection.
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
 if env("TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME")}
 
