@@ -2,12 +2,14 @@
 
 Documented variables (see README):
   SECRET_KEY, DEBUG, ALLOWED_HOSTS, DATABASE_URL, CELERY_BROKER_URL, ARTIFACT_ROOT, HTTPS,
-  CSRF_TRUSTED_ORIGINS, TEST_DATABASE_NAME, TRAINING_MAX_PROCESSES.
+  CSRF_TRUSTED_ORIGINS, TEST_DATABASE_NAME, TRAINING_MAX_PROCESSES, LABELER_API_KEY_ENV_ALLOWED,
+  AXES_FAILURE_LIMIT, AXES_COOLOFF_MINUTES.
 
 With nothing set the app runs on a SQLite file and a file-system Celery broker (no servers needed);
 this is for the one-command demo. Production sets DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL
 (Redis), DEBUG=0, a real SECRET_KEY, ALLOWED_HOSTS and HTTPS=1.
 """
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -83,6 +85,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "axes",
     "labeling",
     "training",
     "evaluation",
@@ -99,6 +102,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into its 429 page
 ]
 
 ROOT_URLCONF = "rlaif_site.urls"
@@ -154,6 +158,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Login throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one user from one
+# IP address, that pair is locked out for AXES_COOLOFF_MINUTES (429 page); a success resets it.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # keep failed attempts only: no row per successful login
+AXES_VERBOSE = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "rlaif_site.security.client_ip"
+# Reverse proxies in front of the app that append to X-Forwarded-For (HTTPS=1: one, e.g. nginx).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if env.bool("HTTPS", default=False) else 0)
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
