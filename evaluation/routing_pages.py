@@ -50,7 +50,7 @@ def calibration_data(f: Filters, n_bins: int = calibration.DEFAULT_BINS) -> dict
     decided = hv.item[hv.score != 0.5]
     if len(decided):
         comp = selectors.comparison_rows(decided, with_texts=True)
-        judges = metrics.trivial_judges(comp["post"], comp["text_a"], comp["text_b"])
+        judges = metrics.trivial_judges(comp["source"], comp["text_a"], comp["text_b"])
         scores = hv.score[np.searchsorted(hv.item, comp["cid"])]
         for name in TRIVIAL:
             s = calibration.calibration_summary(judges[name], scores, n_bins)
@@ -120,7 +120,7 @@ def routing_csv(rows: list[dict]) -> str:
     if rows:
         w = csv.DictWriter(buf, fieldnames=list(rows[0]))
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({k: csv_safe(v) for k, v in r.items()} for r in rows)
     return buf.getvalue()
 
 
