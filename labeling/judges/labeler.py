@@ -62,8 +62,8 @@ class PairResult:
     completion_tokens: int = 0
     truncated: bool = False
     error: str = ""
-    p_a_samples: list = field(default_factory=list)  # per self-consistency sample (n > 1), orders averaged
     score_method: str = ""  # how the answer probabilities were read (Scored.method; "+"-joined if several)
+    p_a_samples: list = field(default_factory=list)  # per self-consistency sample (n > 1), orders averaged
 
 
 def choose_exemplars(pool: Sequence[P.Exemplar], shots: int, selection: str = "fixed", seed: int = 0) -> list[P.Exemplar]:
@@ -120,7 +120,8 @@ def label_pairs(backend: Backend, spec: LabelerSpec, pairs: Sequence[PairInput],
         flat = [p for g in groups for p in g]
         gens = backend.generate(
             flat, n=samples, temperature=spec.temperature, top_k=spec.top_k,
-            max_new_tokens=spec.cot_max_tokens, seed=spec.seed,
+            max_new_tokens=spec.cot_max_tokens, seed=spec.seed, stop=P.cot_stop_sequences(style),
+            shared_prefix=prefix,
         )
         it = iter(gens)
         scored_groups: list[list[Prompt]] = []
@@ -149,7 +150,7 @@ def label_pairs(backend: Backend, spec: LabelerSpec, pairs: Sequence[PairInput],
     if not scored_groups:
         return results
     try:
-        scores = backend.score(scored_groups, ("1", "2"), style.ending, shared_prefix=prefix)
+        scores = backend.score(scored_groups, style.answers, style.ending, shared_prefix=prefix)
     except JudgeError as exc:
         for k in set(owners):
             results[k].error = str(exc)
@@ -165,7 +166,7 @@ def label_pairs(backend: Backend, spec: LabelerSpec, pairs: Sequence[PairInput],
         methods = results[k].score_method.split("+") if results[k].score_method else []
         methods += [s.method for s in row if s.method not in methods]
         results[k].score_method = "+".join(dict.fromkeys(methods))
-        # p(A): "1" when A is shown first, "2" when B is.
+        # p(A): the "first is better" answer when A is shown first ("1"; "2" for harmlessness), the other when B is.
         acc.setdefault(k, []).append([row[0].probs[0]] + ([row[1].probs[1]] if len(row) > 1 else []))
     for k, per_sample in acc.items():
         r = results[k]

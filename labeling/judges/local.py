@@ -390,37 +390,95 @@ class LocalBackend:
         return out
 
     def generate(self, prompts: Sequence[Prompt], *, n: int = 1, temperature: float = 0.0, top_k: int = 40,
-                 max_new_tokens: int = 512, seed: int | None = None) -> list[list[Generated]]:
-        """Rationales: greedy when temperature is 0, else n samples at temperature with top-k."""
+                 max_new_tokens: int = 512, seed: int | None = None, stop: Sequence[str] = (),
+                 shared_prefix: str | None = None) -> list[list[Generated]]:
+        """Rationales: greedy when temperature is 0, else n samples at temperature with top-k.
+
+        The part all prompts share (`shared_prefix`, else their common token prefix: the preamble
+        and exemplars) is run once and kept as the same cache scoring uses; each batch then feeds
+        only its rows' own tokens, padded between the prefix and the row. A row ends at the end of
+        turn, or as soon as its text holds one of `stop` (cut there: a rationale never runs on into
+        its own `Preferred Summary=k`).
+        """
         torch = self.torch
         if seed is not None:
             torch.manual_seed(seed)
-        out: list[list[Generated]] = []
         seqs = [self.encode(p) for p in prompts]
+        if not seqs:
+            return []
+        refs = seqs + ([self.encode(Prompt(shared_prefix))] if shared_prefix is not None else [])
+        lp = min(common_prefix_len(refs), min(len(s) for s in seqs) - 1)
         sample = temperature > 0
-        with torch.inference_mode():
-            for b in range(0, len(seqs), self.batch_size):
-                chunk = seqs[b: b + self.batch_size]
-                ids, mask, _ = self._left_pad(chunk, [0] * len(chunk))
-                kwargs = dict(do_sample=True, temperature=temperature, top_k=top_k) if sample else dict(do_sample=False)
-                gen = self.model.generate(
-                    input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                    num_return_sequences=n if sample else 1, pad_token_id=self.pad_id, **kwargs,
-                )
-                new = gen[:, ids.shape[1]:]
-                per = n if sample else 1
+        per = n if sample else 1
+        out: list[list[Generated]] = []
+        with torch.inference_mode(), self._fused_activations():
+            prefix_kv = self._prefix(seqs[0][:lp]) if lp > 0 else None
+            for b in range(0, len(seqs), max(1, self.batch_size // per)):
+                chunk = seqs[b: b + max(1, self.batch_size // per)]
+                rows = [s for s in chunk for _ in range(per)]
+                texts = self._decode_rows(rows, lp, prefix_kv, sample=sample, temperature=temperature, top_k=top_k,
+                                          max_new_tokens=max_new_tokens, stop=tuple(stop))
                 for r, s in enumerate(chunk):
-                    row = []
-                    for k in range(per):
-                        t = new[r * per + k]
-                        keep = t[t != self.pad_id]
-                        eos = self.tokenizer.eos_token_id
-                        if eos is not None and (keep == eos).any():
-                            keep = keep[: int((keep == eos).nonzero()[0])]
-                        self.usage.generated += len(keep)
-                        row.append(Generated(text=self.tokenizer.decode(keep, skip_special_tokens=True),
-                                             completion_tokens=len(keep), prompt_tokens=len(s)))
-                    if not sample and n > 1:
-                        row = row * n
-                    out.append(row)
+                    row = [Generated(text=t, completion_tokens=k, prompt_tokens=len(s))
+                           for t, k in texts[r * per: (r + 1) * per]]
+                    out.append(row * n if not sample and n > 1 else row)
+        return out
+
+    def _decode_rows(self, rows: Sequence[Sequence[int]], lp: int, prefix_kv, *, sample: bool, temperature: float,
+                     top_k: int, max_new_tokens: int, stop: tuple[str, ...]) -> list[tuple[str, int]]:
+        """Decode rows that share their first `lp` tokens (cached in prefix_kv) to their ends."""
+        torch = self.torch
+        tails = [s[lp:] for s in rows]
+        width = max(len(t) for t in tails)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), lp + width), dtype=torch.long)
+        mask[:, :lp] = 1
+        pos = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, t in enumerate(tails):
+            ids[r, width - len(t):] = torch.tensor(t, dtype=torch.long)
+            mask[r, lp + width - len(t):] = 1
+            pos[r, width - len(t):] = torch.arange(lp, lp + len(t))
+        ids, mask, pos = ids.to(self.device), mask.to(self.device), pos.to(self.device)
+        cache = self._cache(prefix_kv, torch.arange(len(rows), device=self.device)) if prefix_kv else self._cache(None)
+        kw = self._cache_kwarg(self.model)
+        stops = {i for i in (self.tokenizer.eos_token_id, self.pad_id) if i is not None}
+        new: list[list[int]] = [[] for _ in rows]
+        live = torch.ones(len(rows), dtype=torch.bool)
+        last = pos[:, -1]
+        for _ in range(max_new_tokens):
+            res = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                             logits_to_keep=1, **{kw: cache})
+            self.usage.computed += int(live.sum()) if ids.shape[1] == 1 else int(mask[:, lp:].sum())
+            logits = res.logits[:, -1].float()
+            if sample:
+                logits = logits / temperature
+                if top_k:
+                    kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1)[:, 0]
+            else:
+                nxt = logits.argmax(dim=-1)
+            for r in range(len(rows)):
+                if not live[r]:
+                    continue
+                tok = int(nxt[r])
+                if tok in stops:
+                    live[r] = False
+                    continue
+                new[r].append(tok)
+                if stop and any(x in self.tokenizer.decode(new[r][-12:]) for x in stop):
+                    live[r] = False
+            if not bool(live.any()):
+                break
+            last = last + 1
+            ids, pos = nxt[:, None].to(self.device), last[:, None].to(self.device)
+            mask = torch.cat([mask, live[:, None].to(mask)], dim=1)
+        out = []
+        for toks in new:
+            text = self.tokenizer.decode(toks, skip_special_tokens=True)
+            for x in stop:
+                if x in text:
+                    text = text[: text.index(x)]
+            self.usage.generated += len(toks)
+            out.append((text, len(toks)))
         return out

@@ -267,9 +267,12 @@ class OpenAIHTTPBackend:
         return self._map(one, prompts)
 
     def generate(self, prompts: Sequence[Prompt], *, n: int = 1, temperature: float = 0.0, top_k: int = 40,
-                 max_new_tokens: int = 512, seed: int | None = None) -> list[list[Generated]]:
+                 max_new_tokens: int = 512, seed: int | None = None, stop: Sequence[str] = (),
+                 shared_prefix: str | None = None) -> list[list[Generated]]:
         def one(p: Prompt) -> list[Generated]:
             body = {"prompt": p.text, "max_tokens": max_new_tokens, "temperature": temperature, "n": n}
+            if stop:
+                body["stop"] = list(stop)[:4]  # the OpenAI API takes up to 4 stop sequences
             if temperature > 0 and self.send_top_k:
                 body["top_k"] = top_k
             if seed is not None:
