@@ -425,7 +425,8 @@ def _write_chunk(job_id: int, config: LabelerConfig, results, chunk_id: int | No
         job.heartbeat_at = timezone.now()
         job.save(update_fields=["done", "failed", "tokens_processed", "errors", "heartbeat_at"])
         if chunk_id is not None:
-            AIChunk.objects.filter(pk=chunk_id).update(status=ChunkStatus.DONE, leased_by="", lease_expires_at=None,
+            # leased_by stays: which worker finished the chunk
+            AIChunk.objects.filter(pk=chunk_id).update(status=ChunkStatus.DONE, lease_expires_at=None,
                                                        finished_at=timezone.now())
     log.debug("job %s: wrote %d label(s)", job_id, len(created))
     return job
