@@ -38,3 +38,31 @@ class RoutingReport(models.Model):
 
     def __str__(self) -> str:
         return f"Routing report {self.pk} ({self.config} at {self.budget:.0%})"
+
+
+class RefreshJob(models.Model):
+    """A dashboard refresh on a worker (one row per filter set): its heartbeat lets the job sweeper
+    find a refresh whose worker died and queue it again (`evaluation.refresh_jobs`)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    key = models.CharField(max_length=300, unique=True, help_text="The CachedResult key it computes.")
+    filters = models.JSONField(help_text="The refresh task's filter payload.")
+    rounds = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    lease_token = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    recoveries = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"refresh {self.key} ({self.status})"

@@ -249,7 +249,7 @@ JOB_MAX_RECOVERIES = env.int("JOB_MAX_RECOVERIES", default=3)
 JOB_SWEEPERS = [
     "labeling.services.ai_labeling.ai_labeling_jobs_recover_stale",
     "training.services.training_runs_recover_stale",
-    "evaluation.tasks.refreshes_recover_stale",
+    "evaluation.refresh_jobs.refreshes_recover_stale",
 ]
 # An AI labeling job is split into chunks that any gpu worker leases; this many tasks are queued
 # per job (the most workers that can share it), and a task hands the job on after this long.
