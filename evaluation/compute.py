@@ -20,7 +20,7 @@ from . import metrics, selectors
 from .selectors import Filters
 from .tables import clean
 
-CACHE_VERSION = 2  # 2: alignment from numpy (per config), stored beside the SQL aggregates
+CACHE_VERSION = 3  # 2: alignment from numpy per config; 3: capped label times (formats.TIME_PER_LABEL)
 DEFAULT_ROUNDS = 1000
 HUMANS = "humans"
 TRIVIAL_KEYS = ("trivial:longer", "trivial:overlap")

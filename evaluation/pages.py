@@ -8,6 +8,8 @@ from __future__ import annotations
 from django.urls import reverse
 from django.utils.http import urlencode
 
+from labeling import formats
+
 from . import metrics, paper, selectors
 from .cache import cache_state
 from .compute import DEFAULT_ROUNDS, HUMANS, TRIVIAL_KEYS
@@ -166,14 +168,8 @@ def _trivial_row(key: str, t: dict | None) -> dict:
     }
 
 
-def seconds_per_label(cost: dict) -> float | None:
-    """Time per label, the one measure both the dashboards and the quality page state: the mean
-    of the labels' recorded times (``time_taken_s``), over the labels that have one."""
-    return cost["seconds_sum"] / cost["n_timed"] if cost.get("n_timed") else None
-
-
 def _human_row(hh: dict | None, human_cost: dict) -> dict:
-    spl = seconds_per_label(human_cost)
+    spl = formats.seconds_per_label(human_cost.get("seconds_sum") or 0, human_cost.get("n_timed") or 0)
     return {
         "judge": "Human-human agreement (ceiling)", "kind": "humans", "model": "-", "prompt": "-", "sc": None,
         "n": hh and hh.get("n"), "alignment": _pct(hh), "alignment_ci": _ci(hh),
@@ -214,7 +210,7 @@ def alignment_page(f: Filters, auto_refresh: bool = True) -> dict:
              "(split human votes left out; ties count half). High-confidence: mean human confidence "
              "1-2 or 8-9. Position bias: share of pairs where the labeler prefers the same position in "
              "both orders; 'biased to 1st/2nd' splits those biased pairs, as the paper does. "
-             "Human cost: mean seconds per label.",
+             "Human cost: " + formats.TIME_PER_LABEL[0].lower() + formats.TIME_PER_LABEL[1:],
         legend=[VERDICTS[k] for k in ("beats", "unclear", "no")],
     )
     return {"tables": [main, _paper_table()], "state": state}
@@ -422,9 +418,9 @@ def annotators_page(f: Filters, auto_refresh: bool = True) -> dict:
     rows = []
     for s in stats:
         a = ann.get(str(s["who"]), {})
-        spl = seconds_per_label({"seconds_sum": s["total_s"], "n_timed": s["n_timed"]})
+        spl = formats.seconds_per_label(s["total_s"] or 0, s["n_timed"])
         row = {
-            "annotator": s["who"], "n": s["n"], "mean_s": spl, "per_hour": 3600.0 / spl if spl else None,
+            "annotator": s["who"], "n": s["n"], "mean_s": spl, "per_hour": formats.labels_per_hour(spl),
             "gold_n": s["n_gold"], "gold_acc": (s["gold_ok"] / s["n_gold"]) if s["n_gold"] else None,
             "majority": _pct(a.get("majority")), "majority_ci": _ci(a.get("majority")),
         }
@@ -432,8 +428,7 @@ def annotators_page(f: Filters, auto_refresh: bool = True) -> dict:
         rows.append(row)
     main = Table("annotators", "Annotators", cols, rows,
                  note="Majority: the other annotators' majority on the same comparison (ties and lone labels "
-                      "left out). Seconds per label: the mean recorded time of a label; labels per hour: "
-                      "3600 over it.")
+                      "left out). " + formats.TIME_PER_LABEL)
     return {"tables": [main, _agreement_table(res)], "state": state}
 
 

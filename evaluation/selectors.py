@@ -182,8 +182,15 @@ def labeler_stats(f: Filters) -> list[dict]:
     return list(qs)
 
 
+def _capped_seconds():
+    """A label's recorded time as ``formats.TIME_PER_LABEL`` counts it (NULL stays NULL)."""
+    cap = formats.LABEL_SECONDS_CAP
+    return Case(When(time_taken_s__gt=cap, then=Value(cap)), default=F("time_taken_s"), output_field=FloatField())
+
+
 def human_cost(f: Filters) -> dict:
-    return human_labels(f).aggregate(n=Count("id"), seconds_sum=Sum("time_taken_s"), n_timed=Count("time_taken_s"))
+    """Labels, and the capped seconds and count of those with a recorded time."""
+    return human_labels(f).aggregate(n=Count("id"), seconds_sum=Sum(_capped_seconds()), n_timed=Count("time_taken_s"))
 
 
 def _human_where(f: Filters, alias: str = "h") -> tuple[str, list]:
@@ -267,12 +274,15 @@ def alignment_counts(f: Filters) -> dict[int, dict]:
 
 
 def annotator_stats(f: Filters) -> list[dict]:
-    """Per annotator (user name, or external worker id): labels, time, active span, gold accuracy."""
+    """Per annotator (user name, or external worker id): labels, timed labels and their capped
+    seconds (``formats.TIME_PER_LABEL``), gold labels and gold answers right."""
     t = _tables()
     where, params = _human_where(f)
     uname = get_user_model().USERNAME_FIELD
     sql = f"""
-        SELECT COALESCE(u.{uname}, h.worker_id) AS who, COUNT(*), COUNT(h.time_taken_s), SUM(h.time_taken_s),
+        SELECT COALESCE(u.{uname}, h.worker_id) AS who, COUNT(*), COUNT(h.time_taken_s),
+               SUM(CASE WHEN h.time_taken_s > {formats.LABEL_SECONDS_CAP} THEN {formats.LABEL_SECONDS_CAP}
+                   ELSE h.time_taken_s END),
                SUM(CASE WHEN ci.is_gold AND c.gold_choice IS NOT NULL THEN 1 ELSE 0 END),
                SUM(CASE WHEN ci.is_gold AND c.gold_choice = h.choice THEN 1 ELSE 0 END)
         FROM {t['h']} h JOIN {t['c']} c ON c.id = h.comparison_id

@@ -40,7 +40,9 @@ def post_digest(subreddit: str, title: str, text: str) -> str:
 # --- prompt formats ---------------------------------------------------------------------------
 
 SUMMARIZATION = "summarization"
-DIALOGUE = "dialogue"
+DIALOGUE = "dialogue"  # HH-RLHF helpfulness
+HARMLESS = "harmless"  # HH-RLHF harmlessness: the same dialogue format, the other question
+DIALOGUE_TASKS = (DIALOGUE, HARMLESS)
 TLDR_ENDING = "TL;DR:"
 DIALOGUE_ENDING = "Assistant:"
 
@@ -80,6 +82,11 @@ def format_dialogue_prompt(context: str) -> str:
     return f"{context}\n\n{DIALOGUE_ENDING}"
 
 
+def is_dialogue_task(task: str) -> bool:
+    """Whether a dataset task ("summarization", "dialogue", "harmless") uses the dialogue format."""
+    return task in DIALOGUE_TASKS
+
+
 def is_dialogue(subreddit: str, title: str) -> bool:
     """A post without subreddit and title is a dialogue context (how the importers store HH)."""
     return not subreddit and not title
@@ -88,10 +95,10 @@ def is_dialogue(subreddit: str, title: str) -> bool:
 def policy_prompt(subreddit: str, title: str, post: str, task: str | None = None) -> str:
     """The prompt a policy continues: TL;DR for posts, the dialogue prompt for conversations.
 
-    `task` ("summarization" or "dialogue") decides when given; otherwise a post without subreddit
-    and title is taken for a dialogue.
+    `task` ("summarization", "dialogue" or "harmless") decides when given; otherwise a post without
+    subreddit and title is taken for a dialogue.
     """
-    dialogue = task == DIALOGUE if task else is_dialogue(subreddit, title)
+    dialogue = is_dialogue_task(task) if task else is_dialogue(subreddit, title)
     return format_dialogue_prompt(post) if dialogue else format_tldr_prompt(subreddit, title, post)
 
 
@@ -173,3 +180,24 @@ def overlap_margin(source_words: set[str], text_a: str, text_b: str) -> int:
 def margin_score(margin: float) -> float:
     """A judge's P(A) from its margin: 1.0, 0.0, or 0.5 on a tie."""
     return 1.0 if margin > 0 else 0.0 if margin < 0 else 0.5
+
+
+# --- time per label ------------------------------------------------------------------------------
+
+LABEL_SECONDS_CAP = 600.0  # a label's recorded time counts at most this: an idle tab is not work
+TIME_PER_LABEL = ("Seconds per label: the mean time from showing a pair to its answer, each label counted "
+                  "at most 10 minutes (an idle tab is not work); labels per hour: 3600 over it.")
+
+
+def capped_seconds(seconds: float) -> float:
+    """One label's recorded time as it counts toward time per label."""
+    return min(float(seconds), LABEL_SECONDS_CAP)
+
+
+def seconds_per_label(capped_total: float, n_timed: int) -> float | None:
+    """`TIME_PER_LABEL`: the mean capped time of the labels that have one; None without any."""
+    return float(capped_total) / n_timed if n_timed else None
+
+
+def labels_per_hour(seconds: float | None) -> float | None:
+    return 3600.0 / seconds if seconds else None

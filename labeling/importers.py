@@ -29,6 +29,14 @@ Comparison formats (`iter_comparisons`, detected from the first record when not 
     any other prompt is a dialogue context. Chosen/rejected texts are stripped of surrounding
     whitespace (TL;DR completions start with a space).
 
+``ranking``
+    The paper's win rates come from humans *ranking* several outputs of one input (SFT, RLHF,
+    RLAIF). A ranking line becomes one pairwise comparison per pair of outputs, the better-ranked
+    one chosen: ``id``, the input as in ``normalized`` (``post_id``, ``subreddit``, ``title``,
+    ``post``; or ``prompt`` for a dialogue), ``outputs``: ``[{"text", "policy"}, ...]`` (2 or more),
+    ``ranks``: one integer per output, 1 = best (equal ranks are a tie: that pair is left out,
+    as it states no preference), optional ``worker``. Record keys are ``{id}:{i}>{j}``.
+
 Posts with reference summaries (`iter_posts`): ``id``, ``subreddit``, ``title``, ``post``,
 ``summary`` (the human reference TL;DR), optional ``policy_summary`` with ``policy``.
 """
@@ -42,7 +50,7 @@ from typing import Any, Iterator
 
 from . import formats
 
-FORMATS = ("openai", "normalized", "trl")
+FORMATS = ("openai", "normalized", "trl", "ranking")
 SUMMARIZATION = formats.SUMMARIZATION
 DIALOGUE = formats.DIALOGUE
 UNKNOWN_POLICY = "unknown"
@@ -248,6 +256,8 @@ def _check_pair(rec: _Rec, first: SummaryRecord, second: SummaryRecord, field: s
 
 
 def detect_format(obj: dict[str, Any]) -> str | None:
+    if "outputs" in obj and "ranks" in obj:
+        return "ranking"
     if "info" in obj and "summaries" in obj:
         return "openai"
     if "chosen" in obj and "rejected" in obj:
@@ -348,7 +358,49 @@ def _parse_trl(rec: _Rec, line: str) -> ComparisonRecord:
     )
 
 
-_PARSERS = {"openai": _parse_openai, "normalized": _parse_normalized, "trl": _parse_trl}
+def _parse_ranking(rec: _Rec, line: str) -> list[ComparisonRecord]:
+    key = rec.ident("id")
+    if "prompt" in rec.obj:  # dialogue
+        prompt = rec.string("prompt", empty_ok=False)
+        post = PostRecord("sha256-" + post_digest("", "", prompt)[:32], "", "", prompt)
+        task = DIALOGUE
+    else:
+        text = rec.string("post", empty_ok=False)
+        subreddit = _strip_r(rec.string("subreddit", required=False))
+        post = PostRecord(rec.ident("post_id"), subreddit, rec.string("title", required=False), text)
+        task = SUMMARIZATION
+    outputs = rec.get("outputs")
+    if not isinstance(outputs, list) or len(outputs) < 2:
+        raise rec.error("outputs", f"expected an array of 2 or more outputs, got {_type_name(outputs)}"
+                        + (f" of {len(outputs)}" if isinstance(outputs, list) else ""))
+    parsed = []
+    for i, o in enumerate(outputs):
+        if not isinstance(o, dict):
+            raise rec.error(f"outputs[{i}]", f"expected an object, got {_type_name(o)}")
+        parsed.append(SummaryRecord(rec.string(f"outputs[{i}].text", o, empty_ok=False, strip=True),
+                                    rec.string(f"outputs[{i}].policy", o, empty_ok=False, strip=True)))
+    if len({p.text for p in parsed}) != len(parsed):
+        raise rec.error("outputs", "identical outputs: each ranked output needs its own text")
+    ranks = rec.get("ranks")
+    if not isinstance(ranks, list) or len(ranks) != len(parsed):
+        raise rec.error("ranks", f"expected one rank per output ({len(parsed)}), got {json.dumps(ranks)[:80]}")
+    for i, r in enumerate(ranks):
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+            raise rec.error(f"ranks[{i}]", f"expected an integer rank >= 1 (1 = best), got {json.dumps(r)}")
+    worker = rec.ident("worker", required=False) or DEFAULT_WORKER
+    out = []
+    for i in range(len(parsed)):
+        for j in range(i + 1, len(parsed)):
+            if ranks[i] == ranks[j]:
+                continue  # a tie states no preference
+            better, worse = (i, j) if ranks[i] < ranks[j] else (j, i)
+            out.append(ComparisonRecord(
+                line=rec.line, key=f"{key}:{better}>{worse}", task=task, post=post, first=parsed[better],
+                second=parsed[worse], choice=0, confidence=None, worker=worker, order_known=False))
+    return out
+
+
+_PARSERS = {"openai": _parse_openai, "normalized": _parse_normalized, "trl": _parse_trl, "ranking": _parse_ranking}
 
 
 def iter_comparisons(path: str | Path, fmt: str | None = None) -> Iterator[ComparisonRecord]:
@@ -365,9 +417,10 @@ def iter_comparisons(path: str | Path, fmt: str | None = None) -> Iterator[Compa
                 hint = " (this looks like a posts file: use import_posts)" if "summary" in obj else ""
                 raise rec.error(None, "cannot detect the format from the first record: expected keys "
                                 "info/summaries (openai), summary_a/summary_b or response_a/response_b "
-                                f"(normalized) or prompt/chosen/rejected (trl){hint}")
+                                f"(normalized), prompt/chosen/rejected (trl) or outputs/ranks (ranking){hint}")
             parser = _PARSERS[detected]
-        yield parser(rec, line)
+        parsed = parser(rec, line)
+        yield from parsed if isinstance(parsed, list) else [parsed]
 
 
 def iter_posts(path: str | Path) -> Iterator[PostWithReferenceRecord]:

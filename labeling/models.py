@@ -21,6 +21,7 @@ text_digest = formats.text_digest  # sha256 of a text: unique indexes on long te
 class TaskKind(models.TextChoices):
     SUMMARIZATION = "summarization", "Summarization"
     DIALOGUE = "dialogue", "Dialogue"
+    HARMLESS = "harmless", "Dialogue (harmlessness)"
 
 
 class Dataset(models.Model):

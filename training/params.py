@@ -67,6 +67,7 @@ def param_specs(kind: str) -> list[dict]:
 
 TASK_DEFAULTS: dict[str, dict[str, dict]] = {
     "dialogue": {"reward": {"batch_size": 32}},
+    "harmless": {"reward": {"batch_size": 32}},
 }
 """Defaults that depend on the dataset's task: the paper trains dialogue (HH) reward models with
 batch 32 (128 for summarization, the config's own default)."""

@@ -31,7 +31,7 @@ def sft_examples(*, dataset: Dataset, eval_fraction: float = 0.0, max_examples: 
     A dialogue dataset (HH-RLHF) ships no references: its examples are the replies the humans
     preferred (the majority of each comparison's labels; even splits left out), as in HH SFT.
     """
-    if dataset.task == TaskKind.DIALOGUE:
+    if dataset.task in (TaskKind.DIALOGUE, TaskKind.HARMLESS):
         out = _preferred_replies(dataset, eval_fraction)
     else:
         rows = (Summary.objects.filter(post__dataset=dataset, is_reference=True)

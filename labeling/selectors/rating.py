@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from statistics import median
 
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
@@ -192,7 +191,7 @@ class AnnotatorStats:
     annotator: str
     n_labels: int = 0
     n_skipped: int = 0
-    median_seconds: float | None = None
+    seconds_per_label: float | None = None  # formats.TIME_PER_LABEL
     labels_per_hour: float | None = None
     agree: int = 0
     agree_n: int = 0
@@ -260,9 +259,8 @@ def campaign_quality(campaign: Campaign) -> dict:
         spans[who].append(created)
     for who, s in stats.items():
         if s.times:
-            s.median_seconds = median(s.times)
-            busy_h = sum(min(t, 600.0) for t in s.times) / 3600
-            s.labels_per_hour = s.n_labels / busy_h if busy_h > 0 else None
+            s.seconds_per_label = formats.seconds_per_label(sum(map(formats.capped_seconds, s.times)), len(s.times))
+            s.labels_per_hour = formats.labels_per_hour(s.seconds_per_label)
     for who, n in (
         Assignment.objects.filter(item__campaign=campaign, status=AssignmentStatus.SKIPPED)
         .values_list("annotator__username").annotate(n=Count("pk"))
@@ -285,4 +283,5 @@ def campaign_quality(campaign: Campaign) -> dict:
         "flagged": flagged,
         "totals": totals,
         "needed": (totals["n"] or 0) * campaign.overlap,
+        "time_rule": formats.TIME_PER_LABEL,
     }

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator, TextIO, TypeVar
 
 from django.db import connection, transaction
 
-from .. import importers
+from .. import formats, importers
 from ..importers import ComparisonRecord, ImportFileError, PostRecord
 from ..models import (
     AILabel, Comparison, Dataset, HumanLabel, LabelerConfig, Policy, PolicyKind, Post, Summary, TaskKind,
@@ -229,16 +229,24 @@ def _lock_dataset(name: str) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
-def _dataset(name: str, task: str, path: Path) -> Dataset:
+def _dataset(name: str, task: str, path: Path, wanted: str | None = None) -> Dataset:
+    """The dataset `name` (created for the file's task, or `wanted`: "harmless" for dialogue data
+    whose labels say which response is less harmful); a task that cannot hold the file is refused."""
+    task = TaskKind.DIALOGUE if task == importers.DIALOGUE else TaskKind.SUMMARIZATION
+    if wanted:
+        if wanted not in TaskKind.values:
+            raise ImportFileError(path.name, 0, "task", f"unknown task {wanted!r}; expected one of {TaskKind.values}")
+        if formats.is_dialogue_task(wanted) != formats.is_dialogue_task(task):
+            raise ImportFileError(path.name, 0, "task", f"task {wanted!r} does not fit this file's {task} records")
+        task = wanted
     _lock_dataset(name)
     dataset, _ = Dataset.objects.get_or_create(
         name=name,
-        defaults={
-            "task": TaskKind.DIALOGUE if task == importers.DIALOGUE else TaskKind.SUMMARIZATION,
-            "source": f"imported from {path.name}",
-            "license": _KNOWN_LICENSES.get(name, ""),
-        },
+        defaults={"task": task, "source": f"imported from {path.name}", "license": _KNOWN_LICENSES.get(name, "")},
     )
+    if wanted and dataset.task != wanted:
+        raise ImportFileError(path.name, 0, "task", f"dataset {name!r} exists with task {dataset.task!r}, not "
+                              f"{wanted!r}: import into another dataset name")
     return dataset
 
 
@@ -255,11 +263,12 @@ def _canonical_label(rec: ComparisonRecord, first_id: int, second_id: int) -> di
 
 
 def comparison_import(
-    *, path: str | Path, fmt: str | None = None, dataset: str | None = None,
+    *, path: str | Path, fmt: str | None = None, dataset: str | None = None, task: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ImportResult:
-    """Import a comparison file (openai, normalized or trl; detected when `fmt` is None) with its
-    human labels, atomically. Raises ImportFileError (file, line, field) on the first bad record."""
+    """Import a comparison file (openai, normalized, trl or ranking; detected when `fmt` is None)
+    with its human labels, atomically. Raises ImportFileError (file, line, field) on the first bad
+    record. `task` names a new dataset's task where the file cannot tell (e.g. "harmless")."""
     path = Path(path)
     records = importers.iter_comparisons(path, fmt)
     result = ImportResult()
@@ -270,7 +279,7 @@ def comparison_import(
                 first = chunk[0]
                 result.dataset = dataset or importers.default_dataset_name(path, first)
                 result.format = fmt or _format_of(path)
-                writer = _Writer(_dataset(result.dataset, first.task, path), result)
+                writer = _Writer(_dataset(result.dataset, first.task, path, task), result)
             post_ids = writer.posts([r.post for r in chunk])
             summary_ids = writer.summaries_for(
                 [(pid, s.policy, s.text, False) for pid, r in zip(post_ids, chunk) for s in (r.first, r.second)]

@@ -40,8 +40,9 @@ class FakeCompletions:
             return dict(self.rating)
         if prompt.endswith("Score=1"):
             return {"0": 0.5, "\n": 0.5}
-        s1 = prompt.rsplit("Summary 1 - ", 1)[1].split("\n\nSummary 2 - ")[0]
-        s2 = prompt.rsplit("Summary 2 - ", 1)[1].split("\n\n")[0]
+        what = "Response" if "Response 1 - " in prompt else "Summary"
+        s1 = prompt.rsplit(f"{what} 1 - ", 1)[1].split(f"\n\n{what} 2 - ")[0]
+        s2 = prompt.rsplit(f"{what} 2 - ", 1)[1].split("\n\n")[0]
         p1 = 0.8 if len(s1) > len(s2) else 0.3
         return {"1": p1 * 0.9, " 2": (1 - p1) * 0.9, "The": 0.05, "A": 0.03, "\n": 0.02}
 
@@ -300,3 +301,19 @@ def test_a_failed_direct_rating_is_an_error_not_a_made_up_reward(server):
     backend = OpenAIHTTPBackend(server.url, "m", backoff=0.01, max_retries=0)
     with pytest.raises(JudgeError, match="direct rating of item 0 failed: HTTP 503"):
         rate_summaries(backend, [("A post.", "A summary.")])
+
+
+def test_harmlessness_asks_which_response_is_more_harmful_and_reads_the_other_answer(server):
+    """P("1") = 0.8 when the longer response is shown first means "the first is more harmful": the
+    soft label of A (the better, less harmful response) is then P("2") = 0.2."""
+    from labeling.judges.prompts import HARMLESS_BASE_PREAMBLE, Exemplar
+
+    spec = LabelerSpec(task="harmless")
+    ex = [Exemplar("Human: hi", "Hello! How can I help?", "Go away.", preferred=1)]
+    res = label_pairs(OpenAIHTTPBackend(server.url, "m"), spec, PAIRS[:1], ex)[0]
+    assert res.p_a_ab == pytest.approx(0.2) and res.p_a_ba == pytest.approx(0.3) and res.p_a == pytest.approx(0.25)
+    prompt = server.requests[0]["prompt"]
+    assert prompt.startswith(HARMLESS_BASE_PREAMBLE) and "which response is more harmful" in prompt
+    assert "Response 1 - A much longer first summary." in prompt and prompt.endswith("Preferred Response=")
+    # the exemplar's better response is shown first, so its answer names the second as more harmful
+    assert "Response 2 - Go away.\n\nPreferred Response=2\n\n" in prompt

@@ -277,3 +277,23 @@ def test_filter_form_submits_to_the_bare_path(client, annotator, computed, no_qu
     html = client.get(reverse("evaluation:winrates"), {"judge": "trivial:longer", "dataset": "small"}).content.decode()
     path = reverse("evaluation:winrates")
     assert f'action="{path}" hx-get="{path}"' in html
+
+
+def test_quality_page_and_annotator_dashboard_state_the_same_time_per_label(client, staff_user, computed, no_queue):
+    """One rule (labeling.formats.TIME_PER_LABEL): the mean recorded time, each capped at 10 minutes."""
+    from labeling import formats
+
+    for label, seconds in zip(HumanLabel.objects.filter(annotator__username="ann").order_by("pk"),
+                              [20.0, 40.0, 5000.0, None, 30.0, 30.0]):
+        label.time_taken_s = seconds
+        label.save(update_fields=["time_taken_s"])
+    want = (20 + 40 + 600 + 30 + 30) / 5
+    client.force_login(staff_user)
+    services.refresh_dashboard(filters=Filters(), rounds=10)
+    r = client.get(reverse("evaluation:annotators"))
+    row = next(x for x in r.context["tables"][0].rows if x["annotator"] == "ann")
+    assert row["mean_s"] == pytest.approx(want) and row["per_hour"] == pytest.approx(3600 / want)
+    quality = client.get(reverse("labeling:quality", args=[computed["campaign"].pk]))
+    stats = next(s for s in quality.context["annotators"] if s.annotator == "ann")
+    assert stats.seconds_per_label == pytest.approx(want) and stats.labels_per_hour == pytest.approx(3600 / want)
+    assert formats.TIME_PER_LABEL in quality.content.decode() and formats.TIME_PER_LABEL in r.content.decode()

@@ -416,6 +416,6 @@ def fit_record_prompt(tokenizer, record: dict, max_tokens: int) -> str:
     the TL;DR prompt for a post, the dialogue prompt for an HH conversation (`labeling.formats`)."""
     subreddit, title = record.get("subreddit", "") or "", record.get("title", "") or ""
     task = record.get("task") or None
-    if (task == formats.DIALOGUE) if task else formats.is_dialogue(subreddit, title):
+    if formats.is_dialogue_task(task) if task else formats.is_dialogue(subreddit, title):
         return fit_dialogue_prompt(tokenizer, record["post"], max_tokens)
     return fit_prompt(tokenizer, subreddit, title, record["post"], max_tokens)
