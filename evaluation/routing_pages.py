@@ -3,7 +3,6 @@ judges (alignment page section), and the routing dashboard's simulated budgets a
 comparisons. Reads only; the numbers come from `calibration.py` and `routing.py` (numpy)."""
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labeling.formats import SafeDictWriter
 from labeling.judges import trust
 from labeling.models import Comparison, Dataset, HumanLabel, LabelerConfig
 from labeling.selectors.trust import config_signals
@@ -118,9 +118,9 @@ def routing_points(ri: RoutingInput, step: float = 0.05) -> list[dict]:
 def routing_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w = SafeDictWriter(buf, fieldnames=list(rows[0]))
         w.writeheader()
-        w.writerows({k: csv_safe(v) for k, v in r.items()} for r in rows)
+        w.writerows(rows)
     return buf.getvalue()
 
 

@@ -6,13 +6,14 @@ Python, into plain strings the template prints (and escapes). A 50-policy win-ra
 """
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from labeling.formats import SafeDictWriter
 
 from .formatting import fmt
 
@@ -96,23 +97,12 @@ def clean(v):
     return v
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_safe(v):
-    """OWASP's advice against CSV formula injection: a text cell starting with a formula
-    character gets a leading apostrophe (numbers, including negative ones, stay numbers)."""
-    if isinstance(v, str) and v.startswith(_FORMULA_START):
-        return "'" + v
-    return v
-
-
 def table_csv(table: Table) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=table.flat_columns())
+    w = SafeDictWriter(buf, fieldnames=table.flat_columns())
     w.writeheader()
     for r in table.flat_rows():
-        w.writerow({k: _csv_safe(v) for k, v in r.items()})
+        w.writerow(r)
     return buf.getvalue()
 
 

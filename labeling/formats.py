@@ -20,6 +20,7 @@ function takes Python numbers or numpy arrays (the metrics call them on whole co
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import re
 from typing import Any
@@ -201,3 +202,31 @@ def seconds_per_label(capped_total: float, n_timed: int) -> float | None:
 
 def labels_per_hour(seconds: float | None) -> float | None:
     return 3600.0 / seconds if seconds else None
+
+
+# --- CSV cells -----------------------------------------------------------------------------------
+
+CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""Characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection")."""
+
+
+def csv_safe(value):
+    """A CSV cell that no spreadsheet runs as a formula: text starting with `=`, `+`, `-`, `@`, tab or
+    CR gets a leading apostrophe, as OWASP advises. Numbers (negative ones too) stay numbers. Every
+    CSV export (dashboards, `export_preferences --format csv`) writes its cells through this
+    (`SafeDictWriter`)."""
+    if isinstance(value, str) and value.startswith(CSV_FORMULA_START):
+        return "'" + value
+    return value
+
+
+class SafeDictWriter(csv.DictWriter):
+    """csv.DictWriter whose every cell goes through `csv_safe`: the one writer of our CSV exports."""
+
+    def writerow(self, rowdict):
+        return super().writerow({k: csv_safe(v) for k, v in rowdict.items()})
+
+    def writerows(self, rowdicts):
+        for row in rowdicts:
+            self.writerow(row)
+

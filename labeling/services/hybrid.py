@@ -3,10 +3,10 @@ label of one config elsewhere, one row per comparison with its provenance
 (`labeling.selectors.trust.hybrid_labels`)."""
 from __future__ import annotations
 
-import csv
 import json
 from typing import TextIO
 
+from .. import formats
 from ..models import Campaign, Comparison, Dataset, LabelerConfig
 from ..selectors.trust import campaign_comparison_ids, hybrid_labels
 from .imports import _completion, _prompt
@@ -45,7 +45,7 @@ def hybrid_preferences_export(*, out: TextIO, fmt: str, labeler_config: str, dat
         if campaign is None:
             raise ValueError(f"no campaign named {human_campaign!r}")
         human_ids = campaign_comparison_ids(campaign)
-    writer = csv.DictWriter(out, fieldnames=HYBRID_CSV_COLUMNS) if fmt == "csv" else None
+    writer = formats.SafeDictWriter(out, fieldnames=HYBRID_CSV_COLUMNS) if fmt == "csv" else None
     if writer:
         writer.writeheader()
     counts = {"human": 0, "ai": 0}

@@ -13,7 +13,6 @@ summaries by (post, policy, text digest), comparisons by their canonical pair, l
 """
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -407,7 +406,7 @@ def preferences_export(
         if not Dataset.objects.filter(name=dataset).exists():
             raise ValueError(f"no dataset named {dataset!r}")
         qs = qs.filter(comparison__post__dataset__name=dataset)
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS) if fmt == "csv" else None
+    writer = formats.SafeDictWriter(out, fieldnames=CSV_COLUMNS) if fmt == "csv" else None
     if writer:
         writer.writeheader()
     n = 0
