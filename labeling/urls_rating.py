@@ -5,6 +5,7 @@ JSON endpoints for scripts and `bench/labeling_load.py`: `api/campaigns/<id>/nex
 """
 from django.urls import path
 
+from . import views_campaigns as vc
 from . import views_rating as v
 
 urlpatterns = [
@@ -15,7 +16,8 @@ urlpatterns = [
     path("campaigns/<int:pk>/undo/", v.pair_undo, name="pair_undo"),
     path("campaigns/<int:cpk>/assignments/<int:pk>/submit/", v.pair_submit, name="pair_submit"),
     path("campaigns/<int:cpk>/assignments/<int:pk>/skip/", v.pair_skip, name="pair_skip"),
-    path("quality/", v.stats_index, name="quality_index"),
+    path("quality/", vc.campaign_overview, name="quality_index"),
+    path("campaigns/new/", vc.campaign_new, name="campaign_new"),
     path("quality/<int:pk>/", v.campaign_stats, name="quality"),
     path("api/campaigns/<int:pk>/next", v.api_next, name="api_next"),
     path("api/assignments/<int:pk>/submit", v.api_submit, name="api_submit"),

@@ -79,17 +79,14 @@ def my_history(request: HttpRequest, pk: int) -> HttpResponse:
 def campaign_stats(request: HttpRequest, pk: int) -> HttpResponse:
     from .models import Campaign
 
-    campaign = get_object_or_404(Campaign.objects.select_related("dataset"), pk=pk)
-    return render(request, "labeling/rating/stats.html", {"campaign": campaign, **selectors.campaign_quality(campaign)})
-
-
-@staff_required(message="Only staff can see campaign progress and quality.")
-@require_GET
-def stats_index(request: HttpRequest) -> HttpResponse:
-    from .models import Campaign
-
-    return render(request, "labeling/rating/stats_index.html", {
-        "campaigns": Campaign.objects.select_related("dataset").order_by("-created_at"),
+    campaign = get_object_or_404(Campaign.objects.select_related("dataset", "group"), pk=pk)
+    report = selectors.campaign_quality(campaign)
+    agree, compared = selectors.overall_agreement(report["annotators"])
+    done = report["totals"]["done"] or 0
+    return render(request, "labeling/rating/stats.html", {
+        "campaign": campaign, **report, "agree": agree, "compared": compared,
+        "percent": round(100 * done / report["needed"]) if report["needed"] else 100,
+        "annotator_names": campaign.annotators.order_by("username").values_list("username", flat=True),
     })
 
 

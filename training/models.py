@@ -30,6 +30,17 @@ class RunStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class RunPhase(models.TextChoices):
+    """Where a run is within its status: written by the runner at each transition."""
+
+    QUEUED = "queued", "Queued"
+    LOADING = "loading", "Loading model"
+    RUNNING = "running", "Running"
+    EVALUATING = "evaluating", "Evaluating"
+    SAVING = "saving", "Saving"
+    DONE = "done", "Done"
+
+
 class TrainingRun(models.Model):
     name = models.CharField(max_length=200, blank=True)
     kind = models.CharField(max_length=10, choices=RunKind.choices)
@@ -49,6 +60,8 @@ class TrainingRun(models.Model):
     )
     hyperparameters = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    phase = models.CharField(max_length=12, choices=RunPhase.choices, default=RunPhase.QUEUED,
+                             help_text="Queued, loading model, running, evaluating, saving, done.")
     progress = models.FloatField(default=0.0, help_text="0..1")
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)

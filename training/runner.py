@@ -21,7 +21,7 @@ from rlaif_site import jobs
 from . import params as run_params
 from . import selectors, services
 from .ml.common import Hooks, TrainResult
-from .models import LabelSource, RunKind, RunStatus, TrainingRun
+from .models import LabelSource, RunKind, RunPhase, RunStatus, TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class _Recorder:
         self._last_write = self._last_cancel_check = 0.0
         self._cancel = False
         self.token = token
+        self.phase = run.phase
+        self.after_last_phase = RunPhase.EVALUATING if run.kind == RunKind.REWARD else RunPhase.SAVING
         self.heartbeat = jobs.Heartbeat(lambda: services.run_heartbeat(run_id=self.run_id, token=token or None),
                                         name=f"heartbeat-run-{run.pk}")
 
@@ -63,8 +65,16 @@ class _Recorder:
     def line(self, text: str) -> None:
         self.log += f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} {text}\n"
 
+    def set_phase(self, phase: str) -> None:
+        """Write the run's phase when it changes (queued, loading model, running, evaluating, saving)."""
+        if phase != self.phase:
+            self.phase = phase
+            services.run_phase_set(run_id=self.run_id, phase=phase, token=self.token or None)
+
     def on_log(self, step: int, total: int, metrics: dict) -> None:
         self.step, self.total = step, total
+        # After the last step the loop evaluates (reward models) and saves without logging again.
+        self.set_phase(RunPhase.RUNNING if step < total else self.after_last_phase)
         row = {"step": step, **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()}}
         self.metrics.append(row)
         shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
@@ -155,6 +165,7 @@ def _dispatch(run: TrainingRun, rec: _Recorder, resume_from: str | None) -> str:
     algo, data = run_params.split_params(run.kind, {k: v for k, v in run.hyperparameters.items()}, model=base)
     out_dir = run_output_dir(run)
     dataset = run.dataset
+    rec.set_phase(RunPhase.LOADING)
     if run.kind == RunKind.SAMPLE:
         return _sample(run, rec, algo, data)
 
@@ -295,6 +306,7 @@ def _finish(run: TrainingRun, rec: _Recorder, result: TrainResult, trained_on: d
         services.run_stopped(run_id=run.pk, step=result.step)
         return RunStatus.CANCELLED
     summary = dict(result.summary, checkpoint_step=result.step)
+    rec.set_phase(RunPhase.SAVING)
     services.run_finish(run_id=run.pk, output_dir=result.output_dir, summary=summary, trained_on=trained_on,
                         policy_name=policy_name)
     return RunStatus.DONE
@@ -320,6 +332,7 @@ def _sample(run: TrainingRun, rec: _Recorder, algo, data) -> str:
         services.run_stopped(run_id=run.pk, step=rec.step)
         return RunStatus.CANCELLED
     compare_with = [n.strip() for n in data.compare_with.split(",") if n.strip()]
+    rec.set_phase(RunPhase.SAVING)
     counts = services.policy_samples_write(policy=policy, posts=posts, texts=texts, compare_with=compare_with)
     rec.flush()
     services.run_finish(run_id=run.pk, output_dir="", summary=dict(counts, posts=len(posts), policy=policy.name),

@@ -155,3 +155,41 @@ def default_base_artifact(kind: str) -> ModelArtifact | None:
     if kind == RunKind.RL:
         return qs.filter(kind=ModelArtifact.Kind.POLICY, run__kind=RunKind.SFT).first()
     return qs.filter(kind=ModelArtifact.Kind.POLICY).first()
+
+
+def runs_by_ids(ids) -> list[TrainingRun]:
+    """The runs with these ids, oldest first, so a run keeps its colour however the runs were
+    ticked (unknown ids are left out)."""
+    found = TrainingRun.objects.select_related("dataset", "base_artifact").in_bulk(list(ids))
+    return [found[i] for i in sorted(found)]
+
+
+def reward_model_verdict(run: TrainingRun) -> dict | None:
+    """For a finished reward model: its held-out accuracy against the best trivial judge's
+    ("longer summary", "more words shared with the post", from `training.ml.reward.evaluate`);
+    None when the run has no such figures (not a reward model, or no held-out human labels)."""
+    s = run.summary or {}
+    rm = s.get("rm_accuracy")
+    baselines = {name: s.get(f"{key}_accuracy") for name, key in
+                 (("prefer the longer summary", "longer_baseline"), ("prefer more words shared with the post", "overlap_baseline"))}
+    baselines = {k: v for k, v in baselines.items() if isinstance(v, (int, float))}
+    if not isinstance(rm, (int, float)) or not baselines:
+        return None
+    best_name, best = max(baselines.items(), key=lambda kv: kv[1])
+    return {"rm": rm, "best_name": best_name, "best": best, "baselines": baselines, "beats": rm > best,
+            "eval_pairs": s.get("eval_pairs")}
+
+
+def comparable_metrics(runs, wanted: list[str]) -> list[str]:
+    """The metrics of `wanted` that at least one of the runs logged (["loss"] when none did)."""
+    present = {k for run in runs for row in (run.metrics or []) for k, v in row.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return [m for m in wanted if m in present] or ["loss"]
+
+
+def metric_series(runs, metric: str) -> list[dict]:
+    """One curve per run for the compare page: {id, label, kind, points: [[step, value], ...]}."""
+    return [{"id": r.pk, "label": f"#{r.pk} {r.name or r.get_kind_display()}", "kind": r.kind,
+             "points": [[row["step"], row[metric]] for row in (r.metrics or [])
+                        if "step" in row and isinstance(row.get(metric), (int, float))]}
+            for r in runs]

@@ -7,6 +7,7 @@ app_name = "training"
 urlpatterns = [
     path("", views.run_list, name="run_list"),
     path("new/", views.run_new, name="run_new"),
+    path("compare/", views.run_compare, name="run_compare"),
     path("<int:pk>/", views.run_detail, name="run_detail"),
     path("<int:pk>/progress/", views.run_progress, name="run_progress"),
     path("<int:pk>/cancel/", views.run_cancel, name="run_cancel"),

@@ -69,10 +69,47 @@ def _data_names(kind: str) -> set[str]:
     return set(DATA_FIELDS[kind])
 
 
+#: The charts a run kind has: (canvas id, title, metric keys). Others would stay empty.
+KIND_CHARTS: dict[str, list[tuple[str, str, list[str]]]] = {
+    RunKind.SFT: [("chart-loss", "Loss", ["loss"]), ("chart-speed", "Throughput", ["tokens_per_s"])],
+    RunKind.REWARD: [("chart-loss", "Loss", ["loss"]), ("chart-reward", "Training accuracy", ["accuracy"]),
+                     ("chart-speed", "Throughput", ["pairs_per_s"])],
+    RunKind.RL: [("chart-loss", "Loss", ["loss"]), ("chart-reward", "Reward / objective", ["reward", "objective"]),
+                 ("chart-kl", "KL(policy ‖ SFT)", ["kl"]), ("chart-speed", "Throughput", ["samples_per_s"])],
+    RunKind.SAMPLE: [("chart-speed", "Throughput", ["posts_per_s"])],
+}
+
+
 @staff_required
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = _run(pk)
-    return render(request, "training/run_detail.html", {"run": run, "artifacts": selectors.run_artifacts(run)})
+    charts = KIND_CHARTS.get(run.kind, [])
+    return render(request, "training/run_detail.html", {
+        "run": run, "artifacts": selectors.run_artifacts(run), "charts": charts,
+        "chart_groups": {cid: keys for cid, _, keys in charts},
+        "verdict": selectors.reward_model_verdict(run),
+    })
+
+
+#: Metrics the compare page can overlay, in the order offered.
+COMPARE_METRICS = ["loss", "accuracy", "reward", "objective", "kl", "grad_norm"]
+
+
+@staff_required
+def run_compare(request: HttpRequest) -> HttpResponse:
+    """Overlay the curves of the runs ticked on the run list (`?runs=1&runs=2`); GET, reads only."""
+    ids = []
+    for raw in request.GET.getlist("runs"):
+        if raw.isdigit() and int(raw) not in ids:
+            ids.append(int(raw))
+    runs = selectors.runs_by_ids(ids[:12])
+    metrics = selectors.comparable_metrics(runs, COMPARE_METRICS)
+    metric = request.GET.get("metric") if request.GET.get("metric") in metrics else metrics[0]
+    series = selectors.metric_series(runs, metric)
+    return render(request, "training/run_compare.html", {
+        "runs": runs, "metrics": metrics, "metric": metric, "series": series,
+        "all_runs": selectors.run_list()[:200], "chosen": set(ids),
+    })
 
 
 @staff_required

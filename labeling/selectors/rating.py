@@ -285,3 +285,41 @@ def campaign_quality(campaign: Campaign) -> dict:
         "needed": (totals["n"] or 0) * campaign.overlap,
         "time_rule": formats.TIME_PER_LABEL,
     }
+
+
+def campaign_candidates(*, dataset, subreddit: str = "", without_human_labels: bool = False,
+                        limit: int | None = None, leave_gold: bool = False) -> list[int]:
+    """Comparison ids of a dataset for a new campaign, in id order: of one subreddit, without any
+    human label yet, at most `limit`; gold pairs left out when they are to be mixed in apart."""
+    from ..models import Comparison
+
+    qs = Comparison.objects.filter(post__dataset=dataset)
+    if subreddit:
+        qs = qs.filter(post__subreddit__iexact=subreddit.removeprefix("r/"))
+    if without_human_labels:
+        qs = qs.exclude(human_labels__isnull=False)
+    if leave_gold:
+        qs = qs.filter(gold_choice__isnull=True)
+    ids = qs.order_by("pk").values_list("pk", flat=True)
+    return list(ids[:limit] if limit else ids)
+
+
+def campaign_overview() -> list[Campaign]:
+    """Every campaign, newest first, with n_items, n_done (labels) and n_flagged for the staff list."""
+    done = CampaignItem.objects.filter(campaign=OuterRef("pk")).order_by().values("campaign")
+    campaigns = list(
+        Campaign.objects.select_related("dataset", "group").annotate(
+            n_items=_count(CampaignItem.objects.filter(campaign=OuterRef("pk")), "campaign"),
+            n_done=Coalesce(Subquery(done.annotate(s=Sum("n_done")).values("s"), output_field=IntegerField()), Value(0)),
+            n_flagged=_count(CampaignItem.objects.filter(campaign=OuterRef("pk"), flagged=True), "campaign"),
+        ).order_by("-created_at")
+    )
+    for c in campaigns:
+        c.n_needed = c.n_items * c.overlap
+        c.percent = round(100 * c.n_done / c.n_needed) if c.n_needed else 100
+    return campaigns
+
+
+def overall_agreement(annotators) -> tuple[int, int]:
+    """(answers agreeing with the others' majority, answers compared) over a quality report's rows."""
+    return sum(s.agree for s in annotators), sum(s.agree_n for s in annotators)
