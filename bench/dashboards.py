@@ -177,11 +177,11 @@ def build(n_labels: int, n_policies: int, seed: int = 0) -> dict:
             n_ai += 1
             cons = "t" if (ab[k] > 0.5) == (ba[k] > 0.5) else "f"
             lines.append(f"{n_ai}\t{c + 1}\t{cfg.pk}\t\\N\t{avg[k]:.6f}\t{ab[k]:.6f}\t{ba[k]:.6f}\t{cons}\t[]\t"
-                         f"{400 + k % 200}\t1\tf\t\t{now}")
+                         f"{400 + k % 200}\t1\tf\t\tlogits\t{now}")
     with connection.cursor() as cur:
         copy_rows(cur, AILabel._meta.db_table,
                   ["id", "comparison_id", "config_id", "job_id", "p_a", "p_a_ab", "p_a_ba", "consistent", "rationales",
-                   "prompt_tokens", "completion_tokens", "truncated", "error", "created_at"], lines)
+                   "prompt_tokens", "completion_tokens", "truncated", "error", "score_method", "created_at"], lines)
     log(f"AI labels: {n_ai} in {time.perf_counter() - t0:.1f}s")
 
     with connection.cursor() as cur:

@@ -28,7 +28,7 @@ from django.core.cache import cache as django_cache
 from django.db import transaction
 from django.utils import timezone
 
-from .compute import CACHE_VERSION, count_labels, merge_aggregates, sql_aggregates
+from .compute import AGGREGATES, CACHE_VERSION, COUNTS, count_labels, merge_aggregates, sql_aggregates
 from .models import CachedResult
 from .selectors import Filters
 
@@ -122,7 +122,7 @@ def _usable(obj: CachedResult | None) -> dict | None:
 def is_fresh(f: Filters) -> bool:
     """A usable stored result with no label written since its watermark."""
     result = _usable(stored_result(f))
-    return result is not None and count_labels(sql_aggregates(f.since(*result["watermark"]))) == 0
+    return result is not None and count_labels(sql_aggregates(f.since(*result["watermark"]), COUNTS)) == 0
 
 
 def result_store(*, filters: Filters, result: dict) -> CachedResult:
@@ -165,19 +165,20 @@ class CacheState:
     throttled: bool = False  # stale, not in flight, and the refresh rate limit is spent
 
 
-def cache_state(f: Filters, auto_refresh: bool = True) -> CacheState:
+def cache_state(f: Filters, auto_refresh: bool = True, needs=tuple(AGGREGATES)) -> CacheState:
     """The stored result for ``f`` and the live aggregates of the page.
 
     With a stored result, the live aggregates are its SQL aggregates (labels up to the worker's
     id watermark) plus the same GROUP BY over the labels written since, an index range scan;
-    without one (a first visit to a filter set) the GROUP BY runs over all labels. Alignment is
-    not additive (a new label can flip a majority): it comes from the stored result, marked
-    stale until the worker has caught up. A missing or stale result asks for a refresh.
+    without one (a first visit to a filter set) only the aggregates the page ``needs`` run, over
+    all labels. Alignment is not additive (a new label can flip a majority): it comes from the
+    stored result, marked stale until the worker has caught up. A missing or stale result asks
+    for a refresh.
     """
     obj = stored_result(f)
     result = _usable(obj)
     if result is None:
-        live, n_new = sql_aggregates(f, with_alignment=True), 0
+        live, n_new = sql_aggregates(f, needs), 0
     else:
         delta = sql_aggregates(f.since(*result["watermark"]))
         live, n_new = merge_aggregates(result["sql"], delta), count_labels(delta)

@@ -26,18 +26,23 @@ HUMANS = "humans"
 TRIVIAL_KEYS = ("trivial:longer", "trivial:overlap")
 
 
-def sql_aggregates(f: Filters, with_alignment: bool = False) -> dict:
-    """The SQL GROUP BY aggregates a page needs, JSON-ready; all but alignment are additive."""
-    out = {
-        "human_pairs": [list(r) for r in selectors.human_pair_counts(f)],
-        "ai_pairs": [list(r) for r in selectors.ai_pair_counts(f)],
-        "labeler_stats": {str(r.pop("config_id")): r for r in selectors.labeler_stats(f)},
-        "annotators": {str(r.pop("who")): r for r in selectors.annotator_stats(f)},
-        "human_cost": selectors.human_cost(f),
-    }
-    if with_alignment:
-        out["alignment"] = {str(k): v for k, v in selectors.alignment_counts(f).items()}
-    return out
+# The SQL GROUP BY aggregates, JSON-ready, by name. All but alignment are additive: a page adds
+# those of the labels written since a stored result to the stored ones.
+AGGREGATES = {
+    "human_pairs": lambda f: [list(r) for r in selectors.human_pair_counts(f)],
+    "ai_pairs": lambda f: [list(r) for r in selectors.ai_pair_counts(f)],
+    "labeler_stats": lambda f: {str(r.pop("config_id")): r for r in selectors.labeler_stats(f)},
+    "annotators": lambda f: {str(r.pop("who")): r for r in selectors.annotator_stats(f)},
+    "human_cost": lambda f: selectors.human_cost(f),
+    "alignment": lambda f: {str(k): v for k, v in selectors.alignment_counts(f).items()},
+}
+ADDITIVE = ("human_pairs", "ai_pairs", "labeler_stats", "annotators", "human_cost")
+COUNTS = ("human_cost", "labeler_stats")  # enough for count_labels
+
+
+def sql_aggregates(f: Filters, parts=ADDITIVE) -> dict:
+    """The named aggregates (``AGGREGATES``) over the labels of ``f``; only those asked for run."""
+    return {name: AGGREGATES[name](f) for name in parts}
 
 
 def merge_aggregates(base: dict, delta: dict) -> dict:

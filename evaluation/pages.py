@@ -29,6 +29,9 @@ VERDICTS = {
 }
 
 
+PAIR_COUNTS = ("human_pairs", "ai_pairs")  # what the win-rate matrix and the leaderboard read live
+
+
 def _pct(s: dict | None):
     return None if not s else s.get("value")
 
@@ -190,7 +193,7 @@ def _paper_table() -> Table:
 
 
 def alignment_page(f: Filters, auto_refresh: bool = True) -> dict:
-    state = cache_state(f, auto_refresh)
+    state = cache_state(f, auto_refresh, needs=("labeler_stats", "alignment", "human_cost"))
     stats = {int(k): v for k, v in state.live["labeler_stats"].items()}
     align = {int(k): v for k, v in state.live["alignment"].items()}
     configs = selectors.labeler_configs(set(stats) | set(align))
@@ -306,7 +309,7 @@ def _by_judge_table(counts: dict, res: dict | None, labels: dict) -> Table:
 
 
 def winrate_page(f: Filters, judge: str = HUMANS, auto_refresh: bool = True) -> dict:
-    state = cache_state(f, auto_refresh)
+    state = cache_state(f, auto_refresh, needs=PAIR_COUNTS)
     counts, configs = _live_judges(state.live)
     choices = judge_choices(configs)
     labels = dict(choices)
@@ -342,7 +345,7 @@ def _ratings(res: dict | None, judge_keys: list[str]) -> dict[str, dict[int, tup
 
 
 def leaderboard_page(f: Filters, auto_refresh: bool = True) -> dict:
-    state = cache_state(f, auto_refresh)
+    state = cache_state(f, auto_refresh, needs=PAIR_COUNTS)
     counts, configs = _live_judges(state.live)
     res = state.result
     labels = dict(judge_choices(configs))
@@ -405,7 +408,7 @@ def _agreement_table(res: dict) -> Table:
 
 
 def annotators_page(f: Filters, auto_refresh: bool = True) -> dict:
-    state = cache_state(f, auto_refresh)
+    state = cache_state(f, auto_refresh, needs=("annotators",))
     stats = sorted(({"who": k, **v} for k, v in state.live["annotators"].items()), key=lambda r: -r["n"])
     res = state.result or {}
     ann = res.get("agreement", {}).get("annotators", {})

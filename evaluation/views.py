@@ -88,7 +88,9 @@ def status(request: HttpRequest) -> HttpResponse:
     form, f = _filters(request)
     if f is None:
         return HttpResponseBadRequest("invalid filters")
-    state = cache.cache_state(f)  # asks again for a refresh the rate limit held back (deduplicated)
+    # no aggregates: the poll only asks whether the result is ready (and asks again for a
+    # refresh the rate limit held back, deduplicated)
+    state = cache.cache_state(f, needs=())
     if not state.pending and state.result is not None:
         response = HttpResponse("")
         response["HX-Refresh"] = "true"
