@@ -21,6 +21,11 @@ class TrainingRunAdmin(admin.ModelAdmin):
     # Runs change only through the services (queue, cancel, resume): every field is read-only here.
     readonly_fields = [f.name for f in TrainingRun._meta.fields] + ["live"]
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """Every field is read-only here, so the page offers no Save buttons."""
+        no_save = {"show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False}
+        return super().change_view(request, object_id, form_url, {**no_save, **(extra_context or {})})
+
     @admin.display(description="progress")
     def progress_pct(self, obj: TrainingRun) -> str:
         return f"{obj.progress:.0%}"

@@ -72,10 +72,15 @@ class AILabelingJobAdmin(admin.ModelAdmin):
     list_display = ("id", "config", "status", "done", "failed", "total", "tokens_processed", "created_by",
                     "created_at", "job_page")
     list_filter = ("status", "config")
-    readonly_fields = ("config", "status", "total", "done", "failed", "tokens_processed", "errors", "created_by",
+    readonly_fields = ("config", "status", "phase", "total", "done", "failed", "tokens_processed", "errors", "created_by",
                        "created_at", "started_at", "finished_at", "heartbeat_at", "recoveries", "log", "job_page")
     exclude = ("comparisons",)
     actions = ["resume_jobs", "cancel_jobs"]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """Every field is read-only here, so the page offers no Save buttons."""
+        no_save = {"show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False}
+        return super().change_view(request, object_id, form_url, {**no_save, **(extra_context or {})})
 
     @admin.display(description="Job page")
     def job_page(self, obj):

@@ -172,3 +172,18 @@ def test_connection_test_from_page_and_admin(client, staff_user, models_server, 
                 {"action": "test_connection", "_selected_action": [down.pk]})
     down.refresh_from_db()
     assert down.reachable is None and down.reachability_detail.startswith("Testing")
+
+
+def test_read_only_admin_change_pages_offer_no_save_button(client, staff_user, six_pairs):
+    from training.models import TrainingRun
+
+    config = LabelerConfig.objects.create(name="adm", model="m")
+    job = svc.ai_labeling_job_create(config=config, comparisons=six_pairs, enqueue=False)
+    run = TrainingRun.objects.create(kind="sft", base_checkpoint="x")
+    client.force_login(staff_user)
+    for url in (reverse("admin:labeling_ailabelingjob_change", args=[job.pk]),
+                reverse("admin:training_trainingrun_change", args=[run.pk])):
+        html = client.get(url).content.decode()
+        assert 'name="_save"' not in html and 'name="_continue"' not in html and 'name="_addanother"' not in html
+    # an editable one keeps them
+    assert 'name="_save"' in client.get(reverse("admin:labeling_labelerconfig_change", args=[config.pk])).content.decode()
