@@ -88,13 +88,16 @@ def sweep_jobs() -> dict[str, int]:
     One failing sweeper (a missing table during a deploy, a lost connection) does not stop the others.
     """
     counts: dict[str, int] = {}
+    own_connection = not connection.in_atomic_block  # the timer thread's, not a caller's transaction
     for path in settings.JOB_SWEEPERS:
         try:
-            close_old_connections()
+            if own_connection:
+                close_old_connections()  # a connection the database dropped since the last sweep
             counts[path] = int(import_string(path)() or 0)
         except Exception:
             log.exception("job sweeper %s failed", path)
-            connection.close()
+            if own_connection:
+                connection.close()
             counts[path] = -1
     return counts
 
