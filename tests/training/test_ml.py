@@ -55,6 +55,7 @@ def test_sft_loss_goes_down(tiny_models, refs, tmp_path):
     result = train_sft(cfg, refs[:4], tmp_path, hooks=hooks)
     assert result.status == "done" and result.step == 3 and len(logs) == 3
     assert logs[-1]["loss"] < logs[0]["loss"] - 0.05
+    assert [m["lr"] for m in logs] == pytest.approx([3e-3, 2e-3, 1e-3])  # linear decay to 0, no warm-up
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(result.output_dir)  # a standard Hugging Face checkpoint
