@@ -2,7 +2,8 @@
 
 Documented variables (see README):
   SECRET_KEY, DEBUG, ALLOWED_HOSTS, DATABASE_URL, CELERY_BROKER_URL, ARTIFACT_ROOT, HTTPS,
-  CSRF_TRUSTED_ORIGINS, TEST_DATABASE_NAME, TRAINING_MAX_PROCESSES, LABELER_API_KEY_ENV_ALLOWED,
+  CSRF_TRUSTED_ORIGINS, TEST_DATABASE_NAME, TRAINING_MAX_PROCESSES, TRAINING_TRACKERS, TRAINING_TRACKER_DIR,
+  LABELER_API_KEY_ENV_ALLOWED,
   AXES_FAILURE_LIMIT, AXES_COOLOFF_MINUTES.
 
 With nothing set the app runs on a SQLite file and a file-system Celery broker (no servers needed);
@@ -72,6 +73,10 @@ ARTIFACT_ROOT = Path(env("ARTIFACT_ROOT", default=str(VAR_DIR / "artifacts")))
 DATA_DIR = BASE_DIR / "data"
 # The most processes (GPUs) one training run may ask for: the GPUs of one worker machine.
 TRAINING_MAX_PROCESSES = env.int("TRAINING_MAX_PROCESSES", default=8)
+# Experiment trackers a training run also logs to, through accelerate (off when empty): any of
+# "tensorboard", "wandb", "mlflow" that is installed on the worker; files under TRAINING_TRACKER_DIR.
+TRAINING_TRACKERS = env.list("TRAINING_TRACKERS", default=[])
+TRAINING_TRACKER_DIR = Path(env("TRAINING_TRACKER_DIR", default=str(ARTIFACT_ROOT / "trackers")))
 # Environment variables a labeler config may name as its API key (sent as a Bearer token to the
 # config's base_url); an entry ending in `*` is a prefix. Never DATABASE_URL, SECRET_KEY, ...
 LABELER_API_KEY_ENV_ALLOWED = env.list(

@@ -46,6 +46,8 @@ class _Recorder:
         self._cancel = False
         self.token = token
         self.phase = run.phase
+        self.trackers = None
+        self.tracker_config = {"kind": run.kind, "label_source": run.label_source, **(run.hyperparameters or {})}
         self.after_last_phase = RunPhase.EVALUATING if run.kind == RunKind.REWARD else RunPhase.SAVING
         self.heartbeat = jobs.Heartbeat(lambda: services.run_heartbeat(run_id=self.run_id, token=token or None),
                                         name=f"heartbeat-run-{run.pk}")
@@ -57,9 +59,20 @@ class _Recorder:
 
     def __enter__(self):
         self.heartbeat.__enter__()
+        if settings.TRAINING_TRACKERS:  # off by default: no tracker package is even imported
+            from .ml.trackers import open_trackers
+
+            self.trackers = open_trackers(settings.TRAINING_TRACKERS, run_name=f"run-{self.run_id}",
+                                          logging_dir=settings.TRAINING_TRACKER_DIR, config=self.tracker_config)
+            for note in self.trackers.notes:
+                self.line(note)
+            if self.trackers.names:
+                self.line(f"logging to {', '.join(self.trackers.names)}")
         return self
 
     def __exit__(self, *exc):
+        if self.trackers is not None:
+            self.trackers.finish()
         self.heartbeat.__exit__(*exc)
 
     def line(self, text: str) -> None:
@@ -75,6 +88,8 @@ class _Recorder:
         self.step, self.total = step, total
         # After the last step the loop evaluates (reward models) and saves without logging again.
         self.set_phase(RunPhase.RUNNING if step < total else self.after_last_phase)
+        if self.trackers is not None:
+            self.trackers.log(metrics, step)
         row = {"step": step, **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()}}
         self.metrics.append(row)
         shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
