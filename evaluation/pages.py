@@ -5,10 +5,12 @@ Each builder reads the stored result and live SQL aggregates through ``cache.cac
 """
 from __future__ import annotations
 
+import numpy as np
 from django.urls import reverse
 from django.utils.http import urlencode
 
 from labeling import formats
+from labeling.models import PolicyKind
 
 from . import metrics, paper, selectors
 from .cache import cache_state
@@ -344,6 +346,34 @@ def _ratings(res: dict | None, judge_keys: list[str]) -> dict[str, dict[int, tup
     return ratings
 
 
+def harmless_table(f: Filters) -> Table | None:
+    """The paper's harmless rate per policy, raw and corrected to the SFT policies' mean response
+    length (all judged responses' mean where no SFT policy was judged); None without judgments."""
+    d = selectors.harmlessness_rows(f)
+    if not len(d["policy"]):
+        return None
+    pols = selectors.policies(set(d["policy"].tolist()))
+    sft = np.isin(d["policy"], [pk for pk, p in pols.items() if p.kind == PolicyKind.SFT])
+    reference = float(d["length"][sft].mean() if sft.any() else d["length"].mean())
+    rows = []
+    for pk in sorted(pols, key=lambda p: pols[p].name):
+        m = d["policy"] == pk
+        raw = metrics.harmless_rate(d["harmless"][m])
+        lc = metrics.length_corrected_harmless_rate(d["harmless"][m], d["length"][m], reference)
+        rows.append({"policy": pols[pk].name, "kind": pols[pk].get_kind_display(), "n": int(m.sum()),
+                     "rate": raw.value, "rate_ci": [raw.lo, raw.hi], "mean_length": float(d["length"][m].mean()),
+                     "lc": lc["rate"], "lc_ci": [lc["lo"], lc["hi"]]})
+    return Table("harmless_rate", "Harmless rate", [
+        Column("policy", "Policy"), Column("kind", "Kind"), Column("n", "Responses judged", "int"),
+        Column("rate", "Harmless rate", "pct"), Column("rate_ci", "Wilson 95%", "ci"),
+        Column("mean_length", "Mean length (chars)", "num"),
+        Column("lc", f"Length-corrected (to {reference:.0f} chars)", "pct"), Column("lc_ci", "LC 95%", "ci"),
+    ], rows, note="Share of a policy's responses that human raters judged harmless (the paper's harmless rate: "
+                  "SFT 64%, RLHF 76%, RLAIF 88%). Length-corrected: a logistic regression of harmless on "
+                  f"length / {reference:.0f} characters (the SFT policies' mean response length, else all judged "
+                  "responses'), predicted at 1.0; empty where every response got the same judgment.")
+
+
 def leaderboard_page(f: Filters, auto_refresh: bool = True) -> dict:
     state = cache_state(f, auto_refresh, needs=PAIR_COUNTS)
     counts, configs = _live_judges(state.live)
@@ -379,7 +409,8 @@ def leaderboard_page(f: Filters, auto_refresh: bool = True) -> dict:
                        "others): their ratings are not comparable across groups.")
     chart = [{"policy": r["policy"], "rating": r["rating"], "lo": r["rating_ci"][0], "hi": r["rating_ci"][1]}
              for r in rows if r["rating"] is not None]
-    return {"tables": [table], "chart": chart, "state": state}
+    harmless = harmless_table(f)
+    return {"tables": [table] + ([harmless] if harmless else []), "chart": chart, "state": state}
 
 
 # --- annotators --------------------------------------------------------------------------------------

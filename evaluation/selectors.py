@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from labeling import formats
 from labeling.models import (
-    AILabel, Campaign, CampaignItem, Comparison, Dataset, HumanLabel, LabelerConfig, Policy, Post,
+    AILabel, Campaign, CampaignItem, Comparison, Dataset, HarmlessnessLabel, HumanLabel, LabelerConfig, Policy, Post,
 )
 
 
@@ -388,6 +388,24 @@ def ai_rows(f: Filters) -> dict[str, np.ndarray]:
         "cid": np.array([r[1] for r in rows], dtype=np.int64),
         "p_a": np.array([r[2] for r in rows], dtype=float),
     }
+
+
+def harmlessness_rows(f: Filters) -> dict[str, np.ndarray]:
+    """One row per harmlessness judgment under the filters (dataset, dates; none belongs to a
+    campaign): policy of the response, harmless (1.0 / 0.0), response length in characters."""
+    if f.campaign:
+        return {"policy": np.zeros(0, np.int64), "harmless": np.zeros(0), "length": np.zeros(0)}
+    qs = HarmlessnessLabel.objects.all()
+    if f.dataset:
+        qs = qs.filter(summary__post__dataset__name=f.dataset)
+    lo, hi = f._bounds()
+    if lo:
+        qs = qs.filter(created_at__gte=lo)
+    if hi:
+        qs = qs.filter(created_at__lt=hi)
+    rows = list(qs.annotate(n=Length("summary__text")).values_list("summary__policy_id", "harmless", "n"))
+    return {"policy": np.array([r[0] for r in rows], dtype=np.int64),
+            "harmless": np.array([float(r[1]) for r in rows]), "length": np.array([float(r[2]) for r in rows])}
 
 
 def comparison_rows(comparison_ids, with_texts: bool = True) -> dict[str, np.ndarray]:

@@ -37,6 +37,10 @@ Comparison formats (`iter_comparisons`, detected from the first record when not 
     ``ranks``: one integer per output, 1 = best (equal ranks are a tie: that pair is left out,
     as it states no preference), optional ``worker``. Record keys are ``{id}:{i}>{j}``.
 
+Harmlessness judgments of single responses (`iter_harmlessness`, the paper's harmless rate):
+``id``, the input as in ``normalized`` (``prompt`` for a dialogue; or ``post_id``, ``subreddit``,
+``title``, ``post``), ``response``, ``policy``, ``harmless`` (true or false), optional ``worker``.
+
 Posts with reference summaries (`iter_posts`): ``id``, ``subreddit``, ``title``, ``post``,
 ``summary`` (the human reference TL;DR), optional ``policy_summary`` with ``policy``.
 """
@@ -114,6 +118,17 @@ class ComparisonRecord:
     order_known: bool  # whether `first` is what the labeller saw first
     split: str = ""
     batch: str = ""
+
+
+@dataclass(frozen=True)
+class HarmlessnessRecord:
+    line: int
+    key: str
+    task: str
+    post: PostRecord
+    response: SummaryRecord
+    harmless: bool
+    worker: str
 
 
 @dataclass(frozen=True)
@@ -360,15 +375,7 @@ def _parse_trl(rec: _Rec, line: str) -> ComparisonRecord:
 
 def _parse_ranking(rec: _Rec, line: str) -> list[ComparisonRecord]:
     key = rec.ident("id")
-    if "prompt" in rec.obj:  # dialogue
-        prompt = rec.string("prompt", empty_ok=False)
-        post = PostRecord("sha256-" + post_digest("", "", prompt)[:32], "", "", prompt)
-        task = DIALOGUE
-    else:
-        text = rec.string("post", empty_ok=False)
-        subreddit = _strip_r(rec.string("subreddit", required=False))
-        post = PostRecord(rec.ident("post_id"), subreddit, rec.string("title", required=False), text)
-        task = SUMMARIZATION
+    post, task = _input_post(rec)
     outputs = rec.get("outputs")
     if not isinstance(outputs, list) or len(outputs) < 2:
         raise rec.error("outputs", f"expected an array of 2 or more outputs, got {_type_name(outputs)}"
@@ -421,6 +428,32 @@ def iter_comparisons(path: str | Path, fmt: str | None = None) -> Iterator[Compa
             parser = _PARSERS[detected]
         parsed = parser(rec, line)
         yield from parsed if isinstance(parsed, list) else [parsed]
+
+
+def _input_post(rec: _Rec) -> tuple[PostRecord, str]:
+    """The input of a ranking or judgment line: a dialogue ``prompt``, or a post as in ``normalized``."""
+    if "prompt" in rec.obj:
+        prompt = rec.string("prompt", empty_ok=False)
+        return PostRecord("sha256-" + post_digest("", "", prompt)[:32], "", "", prompt), DIALOGUE
+    text = rec.string("post", empty_ok=False)
+    subreddit = _strip_r(rec.string("subreddit", required=False))
+    return PostRecord(rec.ident("post_id"), subreddit, rec.string("title", required=False), text), SUMMARIZATION
+
+
+def iter_harmlessness(path: str | Path) -> Iterator[HarmlessnessRecord]:
+    """Validated harmlessness judgments of single responses (see the module docstring)."""
+    name = Path(path).name
+    for lineno, line, obj in iter_json_lines(path):
+        rec = _Rec(name, lineno, obj)
+        key = rec.ident("id")
+        post, task = _input_post(rec)
+        response = SummaryRecord(rec.string("response", empty_ok=False, strip=True),
+                                 rec.string("policy", empty_ok=False, strip=True))
+        harmless = rec.get("harmless")
+        if not isinstance(harmless, bool):
+            raise rec.error("harmless", f"expected true or false, got {_type_name(harmless)} {json.dumps(harmless)}")
+        yield HarmlessnessRecord(rec.line, key, task, post, response, harmless,
+                                 rec.ident("worker", required=False) or DEFAULT_WORKER)
 
 
 def iter_posts(path: str | Path) -> Iterator[PostWithReferenceRecord]:

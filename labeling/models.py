@@ -201,6 +201,22 @@ class HumanLabel(models.Model):
         return f"{self.who} on {self.comparison_id}: {'AB'[self.choice]}"
 
 
+class HarmlessnessLabel(models.Model):
+    """A human's judgment of one response on its own: harmless or harmful (the paper's harmless
+    rate is the share of a policy's responses judged harmless). Imported (`import_harmlessness`)."""
+
+    summary = models.ForeignKey(Summary, on_delete=models.CASCADE, related_name="harmlessness_labels",
+                                help_text="The response judged (its policy is the one rated).")
+    worker_id = models.CharField(max_length=200, help_text="External labeller id.")
+    harmless = models.BooleanField()
+    import_key = models.CharField(max_length=300, unique=True,
+                                  help_text="Source record key; makes re-imports idempotent.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.worker_id} on response {self.summary_id}: {'harmless' if self.harmless else 'harmful'}"
+
+
 # --- Campaigns and the annotation queue -----------------------------------------------------
 
 

@@ -94,3 +94,43 @@ def test_win_rates_from_imported_rankings(tmp_path, client, annotator):
     # 6 rankings rlaif > rlhf > sft, 2 rankings sft > rlaif > rlhf
     assert rates[("rlaif", "sft")] == pytest.approx(6 / 8) and rates[("rlhf", "sft")] == pytest.approx(6 / 8)
     assert rates[("rlaif", "rlhf")] == 1.0 and rates[("sft", "rlaif")] == pytest.approx(2 / 8)
+
+
+@pytest.mark.django_db
+def test_harmless_rate_from_judged_responses_of_the_shipped_hh_prompts(tmp_path, client, annotator):
+    """Judgments of single responses (here: the shipped HH replies, given to two policies) give
+    each policy's harmless rate and its form corrected to the SFT policy's mean length, on the
+    leaderboard page and in `manage.py evaluate`."""
+    from evaluation import metrics
+    from labeling.models import HarmlessnessLabel, Policy, PolicyKind
+
+    hh = [json.loads(line) for line in HH.read_text().splitlines()[:40]]
+    rows, truth = [], {"sft": [], "rlaif": []}
+    for k, r in enumerate(hh):
+        for policy, text, harmless in (("sft", r["response_a"], k % 3 != 0), ("rlaif", r["response_b"], k % 5 != 0)):
+            rows.append({"id": f"{r['id']}:{policy}", "prompt": r["prompt"], "response": text, "policy": policy,
+                         "harmless": harmless, "worker": f"w{k % 4}"})
+            truth[policy].append((harmless, len(text.strip())))
+    path = _write(tmp_path, rows, "hh_harmlessness.jsonl")
+    call_command("import_harmlessness", str(path), "--dataset", "hh-harm", stdout=io.StringIO())
+    call_command("import_harmlessness", str(path), "--dataset", "hh-harm", stdout=io.StringIO())  # idempotent
+    assert HarmlessnessLabel.objects.count() == 80 and Dataset.objects.get(name="hh-harm").task == TaskKind.HARMLESS
+    Policy.objects.filter(name="sft").update(kind=PolicyKind.SFT)
+    bad = _write(tmp_path, [dict(rows[0], harmless="yes")], "bad_harm.jsonl")
+    with pytest.raises(CommandError, match='line 1, field "harmless": expected true or false'):
+        call_command("import_harmlessness", str(bad), stdout=io.StringIO())
+
+    client.force_login(annotator)
+    page = client.get(reverse("evaluation:leaderboard"), {"dataset": "hh-harm"})
+    table = next(t for t in page.context["tables"] if t.name == "harmless_rate")
+    got = {r["policy"]: r for r in table.rows}
+    sft_mean = sum(n for _, n in truth["sft"]) / 40
+    for policy, judged in truth.items():
+        assert got[policy]["n"] == 40
+        assert got[policy]["rate"] == pytest.approx(sum(h for h, _ in judged) / 40)
+        want = metrics.length_corrected_harmless_rate([h for h, _ in judged], [n for _, n in judged], sft_mean)
+        assert got[policy]["lc"] == pytest.approx(want["rate"])
+    assert f"to {sft_mean:.0f} chars" in page.content.decode()
+    out = io.StringIO()
+    call_command("evaluate", "--dataset", "hh-harm", "--rounds", "10", stdout=out)
+    assert "== Harmless rate ==" in out.getvalue()

@@ -20,7 +20,7 @@ from django.urls import path, reverse
 from django.utils.text import Truncator, get_valid_filename
 
 from ..importers import FORMATS, ImportFileError
-from ..models import Comparison, Dataset, HumanLabel, Policy, Post, Summary
+from ..models import Comparison, Dataset, HarmlessnessLabel, HumanLabel, Policy, Post, Summary
 from ..services.imports import comparison_import, posts_import
 
 # Uploads bigger than this are imported by the Celery task `import_file` instead of in the request.
@@ -196,3 +196,14 @@ class HumanLabelAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at"]
     date_hierarchy = "created_at"
     show_full_result_count = False
+
+
+@admin.register(HarmlessnessLabel)
+class HarmlessnessLabelAdmin(admin.ModelAdmin):
+    """Judgments of single responses (imported with `import_harmlessness`)."""
+
+    list_display = ["id", "summary", "worker_id", "harmless", "created_at"]
+    list_filter = ["harmless", "summary__policy", "summary__post__dataset"]
+    search_fields = ["=id", "worker_id", "import_key", "=summary__id"]
+    raw_id_fields = ["summary"]
+    readonly_fields = ["created_at"]

@@ -23,10 +23,12 @@ from django.db import connection, transaction
 from .. import formats, importers
 from ..importers import ComparisonRecord, ImportFileError, PostRecord
 from ..models import (
-    AILabel, Comparison, Dataset, HumanLabel, LabelerConfig, Policy, PolicyKind, Post, Summary, TaskKind,
+    AILabel, Comparison, Dataset, HarmlessnessLabel, HumanLabel, LabelerConfig, Policy, PolicyKind, Post, Summary,
+    TaskKind,
 )
 
-__all__ = ["ImportFileError", "ImportResult", "comparison_import", "posts_import", "preferences_export"]
+__all__ = ["ImportFileError", "ImportResult", "comparison_import", "harmlessness_import", "posts_import",
+           "preferences_export"]
 
 CHUNK = 500
 T = TypeVar("T")
@@ -320,6 +322,41 @@ def _write_labels(writer: _Writer, chunk: list[ComparisonRecord], comparison_ids
                               **_canonical_label(rec, first_id, second_id))
     HumanLabel.objects.bulk_create(new.values(), batch_size=CHUNK)
     result.labels_created += len(new)
+
+
+def harmlessness_import(
+    *, path: str | Path, dataset: str | None = None, task: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Import harmlessness judgments of single responses (`importers.iter_harmlessness`): the
+    responses become Summaries of their policy, each judgment a HarmlessnessLabel; atomic and
+    idempotent like the other imports. A new dialogue dataset gets `task` (default "harmless")."""
+    path = Path(path)
+    result = ImportResult(format="harmlessness")
+    with transaction.atomic():
+        writer: _Writer | None = None
+        for chunk in _chunks(importers.iter_harmlessness(path), CHUNK):
+            if writer is None:
+                first = chunk[0]
+                result.dataset = dataset or importers.default_dataset_name(path, first)
+                wanted = task or (TaskKind.HARMLESS if first.task == importers.DIALOGUE else None)
+                writer = _Writer(_dataset(result.dataset, first.task, path, wanted), result)
+            post_ids = writer.posts([r.post for r in chunk])
+            summary_ids = writer.summaries_for([(pid, r.response.policy, r.response.text, False)
+                                                for pid, r in zip(post_ids, chunk)])
+            keys = [_label_key(writer.dataset.name, r.key) for r in chunk]
+            existing = set(HarmlessnessLabel.objects.filter(import_key__in=keys).values_list("import_key", flat=True))
+            new = {k: HarmlessnessLabel(summary_id=sid, worker_id=r.worker, harmless=r.harmless, import_key=k)
+                   for k, sid, r in zip(keys, summary_ids, chunk) if k not in existing}
+            HarmlessnessLabel.objects.bulk_create(new.values(), batch_size=CHUNK)
+            result.labels_created += len(new)
+            result.labels_present += len(chunk) - len(new)
+            result.records += len(chunk)
+            if progress:
+                progress(result.records)
+        if writer is None:
+            raise ImportFileError(path.name, 0, None, "the file holds no records")
+    return result
 
 
 def posts_import(
