@@ -63,10 +63,11 @@ def routing_report_create(*, dataset, config, budget: float, criterion: str = "m
         raise ValidationError({"dataset": f"{dataset.name}: no human-labelled comparisons on the training posts"})
     k = max(1, round(budget * len(train_ids)))
     n = RoutingReport.objects.count() + 1
-    name = f"routing report {n}: {config.name} {budget:.0%} by {criterion}"
+    short = config.name[:100]  # campaign and run names hold 200 characters
+    name = f"routing report {n}: {short} {budget:.0%} by {criterion}"
     while Campaign.objects.filter(name=name).exists():
         n += 1
-        name = f"routing report {n}: {config.name} {budget:.0%} by {criterion}"
+        name = f"routing report {n}: {short} {budget:.0%} by {criterion}"
     try:
         campaign = routing_campaign_create(name=name, dataset=dataset, config=config, budget=k, criterion=criterion,
                                            weights=weights, exclude_human_labeled=False, candidates=train_ids,
@@ -76,8 +77,8 @@ def routing_report_create(*, dataset, config, budget: float, criterion: str = "m
     campaign.is_active = False  # the human labels exist already: nobody is asked to rate these
     campaign.save(update_fields=["is_active"])
     common = dict(kind=RunKind.REWARD, dataset=dataset, created_by=created_by, enqueue=enqueue)
-    if base:
-        common["base_artifact" if not ("/" in base) else "base_checkpoint"] = base
+    if base:  # an artifact name or artifact:<id>; a path or Hugging Face id goes as a checkpoint
+        common["base_checkpoint" if "/" in base else "base_artifact"] = base
     runs = {}
     for key, source, extra in (("hybrid", LabelSource.HYBRID, {"hybrid_campaign": name}),
                                ("human", LabelSource.HUMAN, {}), ("ai", LabelSource.AI, {})):
