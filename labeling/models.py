@@ -9,6 +9,7 @@ confidences are on OpenAI's 9-point scale.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
@@ -33,6 +34,19 @@ class Dataset(models.Model):
 
     class Meta:
         ordering = ["name"]
+
+    def clean(self) -> None:
+        """A dataset with posts may switch between the dialogue tasks (helpful <-> harmless), not
+        between dialogue and summarization: its posts are in one format or the other."""
+        super().clean()
+        if not self.pk or not self.task:
+            return
+        before = Dataset.objects.filter(pk=self.pk).values_list("task", flat=True).first()
+        dialogue = formats.is_dialogue_task(before or self.task)
+        if dialogue != formats.is_dialogue_task(self.task) and self.posts.exists():
+            allowed = " or ".join(t for t in TaskKind.values if formats.is_dialogue_task(t) == dialogue)
+            raise ValidationError({"task": f"this dataset's posts are {before} data: its task can be {allowed}, "
+                                           f"not {self.task}"})
 
     def __str__(self) -> str:
         return self.name

@@ -134,3 +134,22 @@ def test_harmless_rate_from_judged_responses_of_the_shipped_hh_prompts(tmp_path,
     out = io.StringIO()
     call_command("evaluate", "--dataset", "hh-harm", "--rounds", "10", stdout=out)
     assert "== Harmless rate ==" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_the_admin_switches_a_dialogue_dataset_to_harmlessness_but_not_to_summarization(tmp_path, client, staff_user):
+    small = tmp_path / "hh_small.jsonl"
+    small.write_text("\n".join(HH.read_text().splitlines()[:2]) + "\n")
+    call_command("import_comparisons", str(small), "--dataset", "hh-switch", stdout=io.StringIO())
+    ds = Dataset.objects.get(name="hh-switch")
+    assert ds.task == TaskKind.DIALOGUE
+    client.force_login(staff_user)
+    url = reverse("admin:labeling_dataset_change", args=[ds.pk])
+    form = {"name": ds.name, "source": ds.source, "license": ds.license}
+    r = client.post(url, {**form, "task": "summarization"})
+    assert r.status_code == 200 and "not summarization" in r.content.decode()
+    ds.refresh_from_db()
+    assert ds.task == TaskKind.DIALOGUE
+    assert client.post(url, {**form, "task": "harmless"}).status_code == 302
+    ds.refresh_from_db()
+    assert ds.task == TaskKind.HARMLESS
