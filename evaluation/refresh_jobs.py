@@ -33,9 +33,14 @@ def refresh_job_claim(*, key: str, filters: dict, rounds: int | None, token: str
         fresh = job.heartbeat_at is not None and job.heartbeat_at >= now - timedelta(seconds=jobs.stale_s())
         if job.status == RefreshJob.Status.RUNNING and fresh and job.lease_token != token:
             return False
+        if job.status == RefreshJob.Status.RUNNING:  # its worker died and this copy was redelivered
+            job.recoveries += 1
+            job.error = f"worker lost; taken over by a redelivered task (recovery {job.recoveries})"
+        elif job.status != RefreshJob.Status.QUEUED:  # a new request, not the sweeper's re-queue
+            job.recoveries, job.error = 0, ""
         job.filters, job.rounds, job.status, job.lease_token = filters, rounds, RefreshJob.Status.RUNNING, token
         job.heartbeat_at = job.started_at = now
-        job.finished_at, job.error = None, ""
+        job.finished_at = None
         job.save()
     return True
 
@@ -46,9 +51,10 @@ def refresh_job_beat(*, key: str, token: str) -> bool:
 
 
 def refresh_job_finish(*, key: str, token: str, error: str = "") -> None:
+    """Done, or failed with `error`; a done refresh keeps the note of a recovery it went through."""
     status = RefreshJob.Status.FAILED if error else RefreshJob.Status.DONE
     RefreshJob.objects.filter(key=key, lease_token=token).update(
-        status=status, error=error, finished_at=timezone.now(), heartbeat_at=timezone.now(), recoveries=0)
+        status=status, finished_at=timezone.now(), heartbeat_at=timezone.now(), **({"error": error} if error else {}))
 
 
 def refreshes_recover_stale(*, older_than_s: float | None = None, max_recoveries: int | None = None) -> int:

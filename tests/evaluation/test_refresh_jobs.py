@@ -35,6 +35,7 @@ def test_the_task_records_its_refresh_and_leaves_a_live_one_alone(small_world):
     job = RefreshJob.objects.get(key=key)
     assert n == CachedResult.objects.get(key=key).n_labels > 0
     assert job.status == RefreshJob.Status.DONE and job.lease_token not in ("", "live") and job.finished_at
+    assert job.recoveries == 1 and "taken over by a redelivered task" in job.error
 
 
 def test_sweeper_requeues_a_stale_refresh_then_fails_it(small_world, sent, django_capture_on_commit_callbacks):
