@@ -4,6 +4,12 @@
 that is already on the server (large admin uploads, the worker round-trip test). It returns the
 counts; errors are logged and re-raised (the import itself is atomic, so a failed run writes
 nothing).
+
+Heartbeat hook (issue 11): an import has no job row yet, so nothing can be swept. When one exists
+(an import job model with `heartbeat_at`, `lease_token` and `recoveries`), wrap the service call
+below in `rlaif_site.jobs.Heartbeat(lambda: <UPDATE heartbeat_at WHERE lease_token = ours>)` and
+add its `*_recover_stale` sweeper to `settings.JOB_SWEEPERS`; `evaluation/refresh_jobs.py` is the
+pattern. Re-queueing a lost import is safe: imports are atomic and idempotent.
 """
 from __future__ import annotations
 
