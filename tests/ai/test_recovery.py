@@ -131,3 +131,16 @@ def test_one_sweep_runs_every_apps_sweeper(comparisons, tiny_config, sent, setti
     counts = jobs.sweep_jobs()
     assert counts == {path: (1 if path.startswith("labeling.") else 0) for path in settings.JOB_SWEEPERS}
     assert AILabelingJob.objects.get(pk=job.pk).status == JobStatus.FAILED
+
+
+def test_a_task_hands_its_job_on_after_max_seconds(comparisons, tiny_config, sent,
+                                                    django_capture_on_commit_callbacks):
+    """A task stays shorter than the broker's visibility timeout: past AI_LABELING_TASK_MAX_S it
+    stops leasing and queues the job's next task, which continues after the committed chunks."""
+    job = svc.ai_labeling_job_create(config=tiny_config, comparisons=comparisons, enqueue=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = svc.ai_labeling_job_run(job_id=job.pk, chunk_size=2, max_seconds=0)
+    assert job.status == JobStatus.RUNNING and sent == [{"args": [job.pk], "queue": "gpu"}]
+    assert not job.chunks.filter(status=ChunkStatus.LEASED).exists()
+    job = svc.ai_labeling_job_run(job_id=job.pk)
+    assert job.status == JobStatus.DONE and AILabel.objects.filter(config=tiny_config).count() == 6
