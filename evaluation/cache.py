@@ -108,8 +108,26 @@ def refresh_done(f: Filters) -> None:
 # --- stored results (written by the worker) ------------------------------------------------------
 
 
+# Parsed stored results of this process, by key: (computed_at, value). A result at a million labels
+# is megabytes of JSON; a page checks computed_at (one indexed row) and parses only a new one.
+_PARSED: dict[str, tuple] = {}
+_PARSED_MAX = 8
+
+
 def stored_result(f: Filters) -> CachedResult | None:
-    return CachedResult.objects.filter(key=cache_key(f)).first()
+    """The stored result of ``f`` (read-only: its value may be shared with other requests)."""
+    key = cache_key(f)
+    row = CachedResult.objects.filter(key=key).values_list("pk", "computed_at", "n_labels").first()
+    if row is None:
+        return None
+    pk, computed_at, n_labels = row
+    hit = _PARSED.get(key)
+    if hit is None or hit[0] != computed_at:
+        value = CachedResult.objects.filter(pk=pk).values_list("value", flat=True).first()
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.pop(next(iter(_PARSED)), None)
+        hit = _PARSED[key] = (computed_at, value)
+    return CachedResult(pk=pk, key=key, value=hit[1], computed_at=computed_at, n_labels=n_labels)
 
 
 def _usable(obj: CachedResult | None) -> dict | None:

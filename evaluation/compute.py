@@ -76,7 +76,23 @@ def alignment_counts(judge_items, judge_p_a, human: metrics.HumanVerdicts) -> di
             "n_hc": int(hc.n), "agree_hc": float(hc.value * hc.n) if hc.n else 0.0}
 
 
-def _pair_stats(n_players: int, pol_index, pa, pb, score, lens_a, lens_b, rounds: int, seed: int) -> dict:
+def _bradley_terry(pc: metrics.PairCounts, rounds: int, seed: int, intervals: bool) -> dict | None:
+    """Ratings (and their bootstrap intervals only where a page shows them: the humans')."""
+    if not len(pc.i):
+        return None
+    if intervals:
+        bt = metrics.bootstrap_bradley_terry(pc, rounds=rounds, seed=seed)
+        out = {"theta": bt["theta"].tolist(), "lo": bt["lo"].tolist(), "hi": bt["hi"].tolist()}
+    else:
+        out = {"theta": metrics.bradley_terry(pc).tolist(), "lo": None, "hi": None}
+    games = np.zeros(pc.n_players)
+    np.add.at(games, pc.i, pc.wins_i + pc.wins_j + pc.ties)
+    np.add.at(games, pc.j, pc.wins_i + pc.wins_j + pc.ties)
+    return {**out, "games": games.tolist(), "group": metrics.connected_groups(pc).tolist()}
+
+
+def _pair_stats(n_players: int, pol_index, pa, pb, score, lens_a, lens_b, rounds: int, seed: int,
+                bt_intervals: bool = True) -> dict:
     """Win counts, bootstrap intervals, length-controlled rates and Bradley-Terry for one judge."""
     a, b = pol_index[pa], pol_index[pb]
     pc = metrics.PairCounts.from_outcomes(n_players, a, b, score)
@@ -97,14 +113,7 @@ def _pair_stats(n_players: int, pol_index, pa, pb, score, lens_a, lens_b, rounds
          clean(float(lc["rate"][k])), clean(float(lc["lo"][k])), clean(float(lc["hi"][k]))]
         for k in range(len(pair_keys))
     ]
-    bt = metrics.bootstrap_bradley_terry(pc, rounds=rounds, seed=seed) if len(pc.i) else None
-    games = np.zeros(n_players)
-    np.add.at(games, pc.i, pc.wins_i + pc.wins_j + pc.ties)
-    np.add.at(games, pc.j, pc.wins_i + pc.wins_j + pc.ties)
-    return {"pairs": pairs, "bt": None if bt is None else {
-        "theta": bt["theta"].tolist(), "lo": bt["lo"].tolist(), "hi": bt["hi"].tolist(), "games": games.tolist(),
-        "group": metrics.connected_groups(pc).tolist(),
-    }}
+    return {"pairs": pairs, "bt": _bradley_terry(pc, rounds, seed, bt_intervals)}
 
 
 def _load(filters: Filters) -> dict:
@@ -146,7 +155,7 @@ def _judge_stats(d: dict, judges: list[tuple], rounds: int, seed: int) -> dict:
             out[key] = {"label": label, "pairs": [], "bt": None}
             continue
         stats = _pair_stats(n_pol, d["pol_index"], C["pol_a"][pos], C["pol_b"][pos], score,
-                            C["len_a"][pos], C["len_b"][pos], rounds, seed + n)
+                            C["len_a"][pos], C["len_b"][pos], rounds, seed + n, bt_intervals=key == HUMANS)
         out[key] = {"label": label, **stats}
     return out
 

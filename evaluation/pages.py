@@ -227,31 +227,33 @@ def alignment_page(f: Filters, auto_refresh: bool = True) -> dict:
 def _matrix(order: list[int], pols: dict, cells: dict, judge: str, f: Filters) -> list[dict]:
     """Rows of the win-rate matrix: per cell its policies, figures as printed, css and drill-down URL."""
     base = reverse("evaluation:winrate_cell")
+    rest = urlencode({"judge": judge, **f.query()})  # the same for every cell: encoded once
     rows = []
     for x in order:
         out = []
         for y in order:
             c = cells.get((x, y))
             if x == y or c is None:
-                out.append({"self": x == y})
+                out.append({"self": x == y, "x": None})
                 continue
             css = "win" if c["wilson"][0] > 0.5 else "loss" if c["wilson"][1] < 0.5 else ""
             out.append({
-                "x": x, "y": y, "css": css, "rate": f"{c['rate']:.6f}", "text": fmt(c["rate"], "pct"),
+                "self": False, "x": x, "y": y, "css": css, "rate": f"{c['rate']:.6f}", "text": fmt(c["rate"], "pct"),
                 "sub": f"{fmt(c['wilson'], 'ci')} · n={c['n']}",
                 "lc": f"LC {fmt(c['lc'], 'pct')}" if c.get("lc") is not None else "",
-                "url": f"{base}?{urlencode({'x': x, 'y': y, 'judge': judge, **f.query()})}",
+                "url": f"{base}?x={x}&y={y}&{rest}",
             })
         rows.append({"policy": pols[x], "cells": out})
     return rows
 
 
-def _judge_counts(counts: dict, res: dict | None, judge: str) -> tuple[dict, dict]:
-    """(oriented counts, cached stats) of one judge: live counts, or the stored ones for a trivial judge."""
-    cached = _cached_pairs(res, judge)
+def _judge_counts(counts: dict, res: dict | None, judge: str, with_stats: bool = True) -> tuple[dict, dict]:
+    """(oriented counts, cached stats) of one judge: live counts, or the stored ones for a trivial
+    judge; the stored intervals only ``with_stats``."""
     if judge in TRIVIAL_KEYS:
+        cached = _cached_pairs(res, judge)
         return {k: v["counts"] for k, v in cached.items()}, cached
-    return _oriented(counts.get(judge, {})), cached
+    return _oriented(counts.get(judge, {})), (_cached_pairs(res, judge) if with_stats else {})
 
 
 def _winrate_cells(oriented: dict, cached: dict) -> dict:
@@ -291,7 +293,7 @@ def _winrate_table(cells: dict, pols: dict, judge_label: str, same_policy: int =
 def _by_judge_table(counts: dict, res: dict | None, labels: dict) -> Table:
     """Every pair, judged by every judge side by side (trivial judges included)."""
     judge_keys = [HUMANS] + sorted(k for k in counts if k != HUMANS) + list(TRIVIAL_KEYS)
-    per_judge = {jk: _judge_counts(counts, res, jk)[0] for jk in judge_keys}
+    per_judge = {jk: _judge_counts(counts, res, jk, with_stats=False)[0] for jk in judge_keys}
     all_pairs = sorted({k for d in per_judge.values() for k in d if k[0] < k[1]})
     pols = selectors.policies({p for pair in all_pairs for p in pair})
     cols = [Column("policy", "Policy"), Column("opponent", "Opponent")] + [
@@ -332,17 +334,19 @@ def winrate_page(f: Filters, judge: str = HUMANS, auto_refresh: bool = True) -> 
 # --- leaderboard -------------------------------------------------------------------------------------
 
 
+def _elo(values: list | None, i: int) -> float | None:
+    return None if values is None else metrics.elo_scale(values[i]).item()
+
+
 def _ratings(res: dict | None, judge_keys: list[str]) -> dict[str, dict[int, tuple]]:
-    """{judge: {policy id: (rating, lo, hi, games, group)}} on the Elo scale, from the stored result."""
+    """{judge: {policy id: (rating, lo, hi, games, group)}} on the Elo scale, from the stored result
+    (lo and hi are None for every judge but the humans)."""
     ratings: dict[str, dict[int, tuple]] = {}
     for jk in judge_keys:
         bt = ((res or {}).get("judges", {}).get(jk) or {}).get("bt")
         if bt:
-            ratings[jk] = {
-                pid: (metrics.elo_scale(bt["theta"][i]).item(), metrics.elo_scale(bt["lo"][i]).item(),
-                      metrics.elo_scale(bt["hi"][i]).item(), bt["games"][i], bt["group"][i])
-                for i, pid in enumerate(res["policies"]) if bt["games"][i] > 0
-            }
+            ratings[jk] = {pid: (_elo(bt["theta"], i), _elo(bt["lo"], i), _elo(bt["hi"], i), bt["games"][i], bt["group"][i])
+                           for i, pid in enumerate(res["policies"]) if bt["games"][i] > 0}
     return ratings
 
 

@@ -410,24 +410,27 @@ def harmlessness_rows(f: Filters) -> dict[str, np.ndarray]:
 
 def comparison_rows(comparison_ids, with_texts: bool = True) -> dict[str, np.ndarray]:
     """Policies, lengths (characters) and optionally texts of the given comparisons, in id order;
-    `source` is what the overlap judge reads (`formats.overlap_source`: title and post)."""
+    `source` is what the overlap judge reads (`formats.overlap_source`: title and post).
+
+    Rows come through a plain cursor (no ORM row objects), and each post's text is fetched once,
+    not once per comparison of it (a post has ten comparisons and more).
+    """
     ids = np.unique(np.asarray(comparison_ids, dtype=np.int64))
     fields = ["id", "summary_a__policy_id", "summary_b__policy_id", "len_a", "len_b"]
     if with_texts:
-        fields += ["post__title", "post__text", "summary_a__text", "summary_b__text"]
-    out: dict[str, list] = {k: [] for k in fields}
+        fields += ["post_id", "summary_a__text", "summary_b__text"]
+    cols: list[list] = [[] for _ in fields]
     step = 20000
     for start in range(0, len(ids), step):
-        chunk = ids[start:start + step].tolist()
         qs = (
-            Comparison.objects.filter(pk__in=chunk)
+            Comparison.objects.filter(pk__in=ids[start:start + step].tolist())
             .annotate(len_a=Length("summary_a__text"), len_b=Length("summary_b__text"))
             .order_by("pk")
             .values_list(*fields)
         )
-        for r in qs:
-            for k, v in zip(fields, r):
-                out[k].append(v)
+        for col, values in zip(cols, zip(*_fetch(qs))):
+            col.extend(values)
+    out = dict(zip(fields, cols))
     res = {
         "cid": np.array(out["id"], dtype=np.int64),
         "pol_a": np.array(out["summary_a__policy_id"], dtype=np.int64),
@@ -436,9 +439,19 @@ def comparison_rows(comparison_ids, with_texts: bool = True) -> dict[str, np.nda
         "len_b": np.array(out["len_b"], dtype=float),
     }
     if with_texts:
-        res.update(post=out["post__text"], text_a=out["summary_a__text"], text_b=out["summary_b__text"],
-                   source=[formats.overlap_source(t, p) for t, p in zip(out["post__title"], out["post__text"])])
+        posts = _post_texts(set(out["post_id"]))
+        res.update(post=[posts[p][1] for p in out["post_id"]], text_a=out["summary_a__text"],
+                   text_b=out["summary_b__text"], source=[posts[p][2] for p in out["post_id"]])
     return res
+
+
+def _post_texts(post_ids) -> dict[int, tuple[str, str, str]]:
+    """{post id: (title, text, overlap source)}, one query per 20,000 posts."""
+    ids, out = sorted(post_ids), {}
+    for start in range(0, len(ids), 20000):
+        for pk, title, text in _fetch(Post.objects.filter(pk__in=ids[start:start + 20000]).values_list("id", "title", "text")):
+            out[pk] = (title, text, formats.overlap_source(title, text))
+    return out
 
 
 def dataset_task(f: Filters) -> str:
