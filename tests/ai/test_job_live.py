@@ -9,6 +9,7 @@ import json
 import threading
 
 import pytest
+from django.template.loader import render_to_string
 from django.urls import reverse
 
 from labeling.judges import probe
@@ -44,6 +45,8 @@ def test_job_phases_and_progress_within_a_chunk(six_pairs, monkeypatch):
         j = AILabelingJob.objects.get(pk=job.pk)
         p = sel.ai_job_progress(job=j)
         seen.append((j.phase, len(pairs), p.in_flight, p.percent))
+        shown = render_to_string("labeling/ai/_progress.html", {"job": j, "p": p})
+        assert f"{p.in_flight} / 6 ({p.percent}%)" in shown and "Loading model" in shown
         return [PairResult(key=x.key, p_a=0.7, p_a_ab=0.7, p_a_ba=0.7, consistent=True) for x in pairs]
 
     monkeypatch.setattr(svc, "label_pairs", fake_label_pairs)
