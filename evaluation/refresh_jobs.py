@@ -77,7 +77,7 @@ def refreshes_recover_stale(*, older_than_s: float | None = None, max_recoveries
             why = f"no heartbeat since {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if job.heartbeat_at else "no heartbeat"
             if job.recoveries > limit:
                 job.status, job.finished_at = RefreshJob.Status.FAILED, timezone.now()
-                job.error = f"The worker computing this refresh was lost {job.recoveries} times (last: {why})."
+                job.error = f"The worker computing this refresh was lost {jobs.times(job.recoveries)} (last: {why})."
             else:
                 job.status = RefreshJob.Status.QUEUED
                 job.error = f"worker lost ({why}); queued again (recovery {job.recoveries} of {limit})"

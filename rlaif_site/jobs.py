@@ -37,6 +37,11 @@ def max_recoveries() -> int:
     return int(settings.JOB_MAX_RECOVERIES)
 
 
+def times(n: int) -> str:
+    """'once', '2 times': how often a job was lost, in its failure message."""
+    return "once" if n == 1 else f"{n} times"
+
+
 def new_token() -> str:
     """An id for one execution of a job: host, process and a random part (fits 64 characters)."""
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"

@@ -244,7 +244,7 @@ def _recover(run: TrainingRun, why: str, max_recoveries: int | None = None, *, r
     run.lease_token = ""
     if run.recoveries > limit:
         run.status, run.finished_at = RunStatus.FAILED, timezone.now()
-        run.error = (f"The worker running this run was lost {run.recoveries} times (last: {why}). "
+        run.error = (f"The worker running this run was lost {jobs.times(run.recoveries)} (last: {why}). "
                      f"Resume continues from {_from_where(run)}.")
         _append_log(run, run.error)
         run.save()

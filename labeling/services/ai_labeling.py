@@ -652,7 +652,7 @@ def ai_labeling_jobs_recover_stale(*, older_than_s: float | None = None, max_rec
                      "are saved")
             job.recoveries += 1
             if job.recoveries > limit:
-                message = (f"The workers running this job were lost {job.recoveries} times (last heartbeat {beat}); "
+                message = (f"The workers running this job were lost {jobs.times(job.recoveries)} (last heartbeat {beat}); "
                            f"{where}. Resume continues after them.")
                 job.status, job.finished_at = JobStatus.FAILED, timezone.now()
                 job.errors = (list(job.errors) + [{"comparison": None, "error": message}])[-MAX_STORED_ERRORS:]

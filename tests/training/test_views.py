@@ -99,17 +99,23 @@ def test_run_page_polls_while_active_and_escapes_text(client, staff_user, run):
     assert "hx-trigger" not in partial and "Cancel" not in partial
 
 
-def test_stale_run_is_marked_failed_when_viewed_and_can_be_resumed(client, staff_user, run, sent,
-                                                                   django_capture_on_commit_callbacks):
+def test_stale_run_is_recovered_by_the_sweeper_not_by_a_view_and_can_be_resumed(client, staff_user, run, sent,
+                                                                                django_capture_on_commit_callbacks):
     from datetime import timedelta
 
     from django.utils import timezone
 
+    from training import services
+
     client.force_login(staff_user)
     TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING,
                                                  heartbeat_at=timezone.now() - timedelta(hours=1))
+    client.get(reverse("training:run_progress", args=[run.pk]))
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING  # a GET writes nothing: the sweeper finds dead workers
+    assert services.training_runs_recover_stale(max_recoveries=0) == 1
     partial = client.get(reverse("training:run_progress", args=[run.pk])).content.decode()
-    assert "worker running this job was lost" in partial and "Resume" in partial
+    assert "worker running this run was lost once" in partial and "Resume" in partial
     with django_capture_on_commit_callbacks(execute=True):
         partial = client.post(reverse("training:run_resume", args=[run.pk]), HTTP_HX_REQUEST="true").content.decode()
     run.refresh_from_db()
