@@ -489,22 +489,48 @@ def cohen_kappa(x, y) -> float:
 
 
 def mean_pairwise_kappa(item_ids, rater_ids, labels, min_shared: int = 10) -> dict:
-    """Cohen's kappa for every pair of raters with at least ``min_shared`` common items; mean."""
+    """Cohen's kappa for every pair of raters with at least ``min_shared`` common items; mean.
+
+    A rater's last label of an item counts. Vectorized over the label pairs that share an item
+    (an item with m labels gives m(m-1)/2), so the cost follows the labels, not raters squared.
+    """
     item_ids, rater_ids, labels = np.asarray(item_ids), np.asarray(rater_ids), np.asarray(labels)
-    by_rater: dict = {}
-    for r in np.unique(rater_ids):
-        m = rater_ids == r
-        by_rater[r] = dict(zip(item_ids[m].tolist(), labels[m].tolist()))
-    raters = sorted(by_rater, key=str)
-    kappas = []
-    for a_idx, ra in enumerate(raters):
-        for rb in raters[a_idx + 1:]:
-            common = by_rater[ra].keys() & by_rater[rb].keys()
-            if len(common) >= min_shared:
-                k = cohen_kappa([by_rater[ra][c] for c in common], [by_rater[rb][c] for c in common])
-                if not math.isnan(k):
-                    kappas.append(k)
-    return {"mean": float(np.mean(kappas)) if kappas else math.nan, "n_pairs": len(kappas)}
+    if len(item_ids) == 0:
+        return {"mean": math.nan, "n_pairs": 0}
+    _, item = np.unique(item_ids, return_inverse=True)
+    raters, rater = np.unique(rater_ids, return_inverse=True)
+    cats, cat = np.unique(labels, return_inverse=True)
+    n_r, n_c = len(raters), len(cats)
+    # one label per (rater, item): the last one
+    key = item.astype(np.int64) * n_r + rater
+    _, last = np.unique(key[::-1], return_index=True)
+    keep = np.sort(len(key) - 1 - last)
+    item, rater, cat = item[keep], rater[keep], cat[keep]
+    order = np.lexsort((rater, item))
+    item, rater, cat = item[order], rater[order], cat[order]
+    starts = np.flatnonzero(np.r_[True, item[1:] != item[:-1]])
+    sizes = np.diff(np.r_[starts, len(item)])
+    ra, rb, ca, cb = [], [], [], []
+    for m in np.unique(sizes[sizes > 1]):
+        rows = starts[sizes == m][:, None] + np.arange(m)  # (items with m labels, m)
+        p, q = np.triu_indices(m, k=1)
+        ra.append(rater[rows[:, p]].ravel())
+        rb.append(rater[rows[:, q]].ravel())
+        ca.append(cat[rows[:, p]].ravel())
+        cb.append(cat[rows[:, q]].ravel())
+    if not ra:
+        return {"mean": math.nan, "n_pairs": 0}
+    ra, rb, ca, cb = (np.concatenate(x) for x in (ra, rb, ca, cb))
+    pair = ra.astype(np.int64) * n_r + rb  # ra < rb: rows are sorted by rater within an item
+    pairs, pinv = np.unique(pair, return_inverse=True)
+    n = np.bincount(pinv, minlength=len(pairs)).astype(float)
+    po = np.bincount(pinv, weights=(ca == cb).astype(float), minlength=len(pairs)) / n
+    na = np.bincount(pinv * n_c + ca, minlength=len(pairs) * n_c).reshape(-1, n_c)
+    nb = np.bincount(pinv * n_c + cb, minlength=len(pairs) * n_c).reshape(-1, n_c)
+    pe = (na * nb).sum(axis=1) / n**2
+    ok = (n >= min_shared) & (pe != 1.0)
+    kappas = (po[ok] - pe[ok]) / (1.0 - pe[ok])
+    return {"mean": float(np.mean(kappas)) if len(kappas) else math.nan, "n_pairs": int(ok.sum())}
 
 
 def krippendorff_alpha_nominal(item_ids, values) -> float:

@@ -362,3 +362,32 @@ def test_harmless_rate_and_its_length_corrected_form_match_sklearn():
     assert math.isnan(m.length_corrected_harmless_rate([1, 1, 1], [100, 150, 200], ref)["rate"])  # all harmless
     with pytest.raises(ValueError, match="reference_length"):
         m.length_corrected_harmless_rate([1, 0], [100, 150], 0)
+
+
+def _pairwise_kappa_by_rater_pairs(item_ids, rater_ids, labels, min_shared):
+    """The plain definition: every pair of raters, their common items (last label counts)."""
+    by_rater = {}
+    for i, r, v in zip(item_ids, rater_ids, labels):
+        by_rater.setdefault(r, {})[i] = v
+    raters, kappas = sorted(by_rater), []
+    for a, ra in enumerate(raters):
+        for rb in raters[a + 1:]:
+            common = sorted(by_rater[ra].keys() & by_rater[rb].keys())
+            if len(common) >= min_shared:
+                k = m.cohen_kappa([by_rater[ra][c] for c in common], [by_rater[rb][c] for c in common])
+                if not np.isnan(k):
+                    kappas.append(k)
+    return (float(np.mean(kappas)) if kappas else float("nan")), len(kappas)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mean_pairwise_kappa_equals_the_pair_by_pair_definition(seed):
+    rng = np.random.default_rng(seed)
+    n = 600
+    items = rng.integers(0, 120, n)
+    raters = rng.choice([f"w{k}" for k in range(12)], n)
+    labels = np.where(rng.random(n) < 0.7, items % 2, 1 - items % 2).astype(float)  # mostly agree
+    labels[rng.random(n) < 0.05] = 2.0  # a third category now and then
+    got = m.mean_pairwise_kappa(items, raters, labels, min_shared=5)
+    want, n_pairs = _pairwise_kappa_by_rater_pairs(items.tolist(), raters.tolist(), labels.tolist(), 5)
+    assert got["n_pairs"] == n_pairs and got["mean"] == pytest.approx(want)
