@@ -43,11 +43,11 @@ def probe_http(base_url: str, model: str, *, api_key: str = "", timeout: float =
     except urllib.error.HTTPError as exc:
         hint = " (check the API key variable)" if exc.code in (401, 403) else ""
         return Probe(False, f"the server answered HTTP {exc.code}{hint}")
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return Probe(False, f"no answer within {timeout:g} s")
     except urllib.error.URLError as exc:
         reason = exc.reason
-        if isinstance(reason, (TimeoutError, socket.timeout)):
+        if isinstance(reason, TimeoutError):
             return Probe(False, f"no answer within {timeout:g} s")
         if isinstance(reason, ConnectionRefusedError):
             return Probe(False, "connection refused: no server listens there")

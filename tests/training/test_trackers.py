@@ -16,7 +16,7 @@ from .conftest import TINY
 class FakeTracker(GeneralTracker):
     name = "fake"
     requires_logging_directory = False
-    made: list["FakeTracker"] = []
+    made: list[FakeTracker] = []
 
     def __init__(self, run_name, logging_dir, fail_on_log=False):
         super().__init__()
