@@ -118,25 +118,25 @@ def _pair_stats(n_players: int, pol_index, pa, pb, score, lens_a, lens_b, rounds
 
 def _load(filters: Filters) -> dict:
     """Human rows, AI rows and the comparisons behind them, with each label's comparison position."""
-    H = selectors.human_rows(filters)
-    A = selectors.ai_rows(filters)
-    cids = np.union1d(H["cid"], A["cid"])
-    C = selectors.comparison_rows(cids, with_texts=True)
-    policy_ids = np.union1d(C["pol_a"], C["pol_b"]).astype(np.int64)
+    humans = selectors.human_rows(filters)
+    ai = selectors.ai_rows(filters)
+    cids = np.union1d(humans["cid"], ai["cid"])
+    comps = selectors.comparison_rows(cids, with_texts=True)
+    policy_ids = np.union1d(comps["pol_a"], comps["pol_b"]).astype(np.int64)
     pol_index = np.full(int(policy_ids.max()) + 1 if len(policy_ids) else 1, -1, dtype=np.int64)
     pol_index[policy_ids] = np.arange(len(policy_ids))
-    return {"H": H, "A": A, "C": C, "cids": cids, "policy_ids": policy_ids, "pol_index": pol_index,
-            "pos_h": np.searchsorted(C["cid"], H["cid"]), "pos_a": np.searchsorted(C["cid"], A["cid"])}
+    return {"humans": humans, "ai": ai, "comps": comps, "cids": cids, "policy_ids": policy_ids, "pol_index": pol_index,
+            "pos_h": np.searchsorted(comps["cid"], humans["cid"]), "pos_a": np.searchsorted(comps["cid"], ai["cid"])}
 
 
 def _judges(d: dict, trivial: dict) -> list[tuple]:
     """Every judge as (key, label, comparison positions, score for A): humans, AI configs, trivial."""
-    H, A = d["H"], d["A"]
-    judges = [(HUMANS, "Humans", d["pos_h"], 1.0 - H["choice"])]
-    configs = selectors.labeler_configs(np.unique(A["config"]).tolist())
-    for cfg_id in np.unique(A["config"]):
-        m = A["config"] == cfg_id
-        judges.append((f"config:{int(cfg_id)}", configs[int(cfg_id)].name, d["pos_a"][m], A["p_a"][m]))
+    humans, ai = d["humans"], d["ai"]
+    judges = [(HUMANS, "Humans", d["pos_h"], 1.0 - humans["choice"])]
+    configs = selectors.labeler_configs(np.unique(ai["config"]).tolist())
+    for cfg_id in np.unique(ai["config"]):
+        m = ai["config"] == cfg_id
+        judges.append((f"config:{int(cfg_id)}", configs[int(cfg_id)].name, d["pos_a"][m], ai["p_a"][m]))
     all_pos = np.arange(len(d["cids"]))
     for name in ("longer", "overlap"):
         judges.append((f"trivial:{name}", metrics.TRIVIAL_JUDGES[name], all_pos, trivial[name]))
@@ -144,30 +144,30 @@ def _judges(d: dict, trivial: dict) -> list[tuple]:
 
 
 def _judge_stats(d: dict, judges: list[tuple], rounds: int, seed: int) -> dict:
-    """Per judge: pair statistics and Bradley-Terry. A comparison with one policy on both sides
+    """Per judge: pair statistics and Bradley-Terry. ai comparison with one policy on both sides
     carries no win-rate information and is left out here."""
-    C, n_pol = d["C"], len(d["policy_ids"])
+    comps, n_pol = d["comps"], len(d["policy_ids"])
     out = {}
     for n, (key, label, pos, score) in enumerate(judges):
-        distinct = C["pol_a"][pos] != C["pol_b"][pos]
+        distinct = comps["pol_a"][pos] != comps["pol_b"][pos]
         pos, score = pos[distinct], np.asarray(score)[distinct]
         if len(pos) == 0 or n_pol < 2:
             out[key] = {"label": label, "pairs": [], "bt": None}
             continue
-        stats = _pair_stats(n_pol, d["pol_index"], C["pol_a"][pos], C["pol_b"][pos], score,
-                            C["len_a"][pos], C["len_b"][pos], rounds, seed + n, bt_intervals=key == HUMANS)
+        stats = _pair_stats(n_pol, d["pol_index"], comps["pol_a"][pos], comps["pol_b"][pos], score,
+                            comps["len_a"][pos], comps["len_b"][pos], rounds, seed + n, bt_intervals=key == HUMANS)
         out[key] = {"label": label, **stats}
     return out
 
 
 def _annotators(d: dict, judges: list[tuple]) -> dict[str, dict]:
     """Per annotator: agreement with the others' majority and with every non-human judge."""
-    H = d["H"]
+    humans = d["humans"]
     annotators: dict[str, dict] = {}
-    if not len(H["cid"]):
+    if not len(humans["cid"]):
         return annotators
-    raters, rinv = np.unique(H["who"].astype(str), return_inverse=True)
-    human_score = 1.0 - H["choice"]
+    raters, rinv = np.unique(humans["who"].astype(str), return_inverse=True)
+    human_score = 1.0 - humans["choice"]
     for key, _, pos, score in judges[1:]:
         full = np.full(len(d["cids"]), np.nan)
         full[pos] = score
@@ -179,17 +179,17 @@ def _annotators(d: dict, judges: list[tuple]) -> dict[str, dict]:
         for i, r in enumerate(raters.tolist()):
             annotators.setdefault(r, {"majority": None, "judges": {}})["judges"][key] = metrics.share(
                 s_r[i], n_r[i]).as_dict()
-    for r, s in metrics.agreement_with_others_majority(H["cid"], H["who"], H["choice"]).items():
+    for r, s in metrics.agreement_with_others_majority(humans["cid"], humans["who"], humans["choice"]).items():
         annotators.setdefault(str(r), {"majority": None, "judges": {}})["majority"] = s.as_dict()
     return annotators
 
 
 def _agreement(d: dict, judges: list[tuple]) -> dict:
-    H = d["H"]
-    kappa = (metrics.mean_pairwise_kappa(H["cid"], H["who"].astype(str), H["choice"], min_shared=5)
-             if len(H["cid"]) else {"mean": math.nan, "n_pairs": 0})
+    humans = d["humans"]
+    kappa = (metrics.mean_pairwise_kappa(humans["cid"], humans["who"].astype(str), humans["choice"], min_shared=5)
+             if len(humans["cid"]) else {"mean": math.nan, "n_pairs": 0})
     return {
-        "alpha": clean(metrics.krippendorff_alpha_nominal(H["cid"], H["choice"])),
+        "alpha": clean(metrics.krippendorff_alpha_nominal(humans["cid"], humans["choice"])),
         "kappa_mean": clean(kappa["mean"]),
         "kappa_pairs": kappa["n_pairs"],
         "annotators": _annotators(d, judges),
@@ -198,12 +198,12 @@ def _agreement(d: dict, judges: list[tuple]) -> dict:
 
 def _alignment(d: dict, hv: metrics.HumanVerdicts, trivial: dict) -> tuple[dict, dict]:
     """Alignment with the human majority: per AI config as counts, per trivial judge as shares."""
-    A, C = d["A"], d["C"]
+    ai, comps = d["ai"], d["comps"]
     per_config = {}
-    for cfg_id in np.unique(A["config"]):
-        m = A["config"] == cfg_id
-        per_config[str(int(cfg_id))] = alignment_counts(A["cid"][m], A["p_a"][m], hv)
-    hv_pos = np.searchsorted(C["cid"], hv.item)
+    for cfg_id in np.unique(ai["config"]):
+        m = ai["config"] == cfg_id
+        per_config[str(int(cfg_id))] = alignment_counts(ai["cid"][m], ai["p_a"][m], hv)
+    hv_pos = np.searchsorted(comps["cid"], hv.item)
     per_trivial = {}
     for name in ("longer", "overlap"):
         al = metrics.alignment(trivial[name][hv_pos] if len(hv.item) else np.zeros(0), hv)
@@ -218,11 +218,11 @@ def compute_dashboard(*, filters: Filters, rounds: int = DEFAULT_ROUNDS, seed: i
     filters = filters.upto(wh, wa)  # everything below is on the labels up to these ids
     sql = sql_aggregates(filters)
     d = _load(filters)
-    H, C = d["H"], d["C"]
-    trivial = (metrics.trivial_judges(C["source"], C["text_a"], C["text_b"]) if len(d["cids"])
+    humans, comps = d["humans"], d["comps"]
+    trivial = (metrics.trivial_judges(comps["source"], comps["text_a"], comps["text_b"]) if len(d["cids"])
                else {"longer": np.zeros(0), "overlap": np.zeros(0)})
     judges = _judges(d, trivial)
-    hv = metrics.human_majority(H["cid"], H["choice"], H["confidence"])
+    hv = metrics.human_majority(humans["cid"], humans["choice"], humans["confidence"])
     sql["alignment"], trivial_alignment = _alignment(d, hv, trivial)
     return {
         "version": CACHE_VERSION,
@@ -230,12 +230,12 @@ def compute_dashboard(*, filters: Filters, rounds: int = DEFAULT_ROUNDS, seed: i
         "watermark": [wh, wa],
         "sql": sql,
         "n_labels": count_labels(sql),
-        "n_human": int(len(H["cid"])),
-        "n_ai": int(len(d["A"]["cid"])),
+        "n_human": int(len(humans["cid"])),
+        "n_ai": int(len(d["ai"]["cid"])),
         "policies": d["policy_ids"].tolist(),
         "judges": _judge_stats(d, judges, rounds, seed),
         "trivial_alignment": trivial_alignment,
-        "human_human": metrics.human_human_agreement(H["cid"], H["choice"]).as_dict(),
+        "human_human": metrics.human_human_agreement(humans["cid"], humans["choice"]).as_dict(),
         "agreement": _agreement(d, judges),
         "seconds": time.perf_counter() - t0,
     }
