@@ -61,6 +61,8 @@ UNKNOWN_POLICY = "unknown"
 REFERENCE_POLICY = "ref"
 DEFAULT_TRL_WORKER = "trl-import"
 DEFAULT_WORKER = "unknown"
+NAME_MAX = 200
+"""Longest policy name or subreddit (their database columns)."""
 
 
 class ImportFileError(ValueError):
@@ -149,15 +151,16 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, str, dict[str, Any]
     path = Path(path)
     name = path.name
     lineno = 0
-    with path.open("r", encoding="utf-8", newline="") as fh:
-        while True:
-            try:
-                raw = fh.readline()
-            except UnicodeDecodeError as exc:
-                raise ImportFileError(name, lineno + 1, None, f"not UTF-8 text ({exc.reason})") from None
-            if not raw:
-                return
+    # Bytes, decoded one line at a time: a text-mode reader decodes ahead in 8 KB blocks, so a bad
+    # byte would be reported at the line where its block began, not at its own line.
+    with path.open("rb") as fh:
+        for raw_bytes in fh:
             lineno += 1
+            try:
+                raw = raw_bytes.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ImportFileError(name, lineno, None, f"not UTF-8 text ({exc.reason} at byte {exc.start + 1} "
+                                                          "of the line)") from None
             line = raw.strip()
             if not line:
                 continue
@@ -194,7 +197,9 @@ class _Rec:
         return src[leaf]
 
     def string(self, field: str, obj: dict | None = None, *, required: bool = True, empty_ok: bool = True,
-               strip: bool = False) -> str:
+               strip: bool = False, max_len: int | None = None) -> str:
+        """A string; `max_len` for values stored in a bounded column (names). No NUL character: the
+        database cannot store one."""
         value = self.get(field, obj, required=required)
         if value is None:
             if required and not empty_ok:
@@ -202,6 +207,10 @@ class _Rec:
             return ""
         if not isinstance(value, str):
             raise self.error(field, f"expected a string, got {_type_name(value)}")
+        if "\x00" in value:
+            raise self.error(field, "contains a NUL character (\\u0000)")
+        if max_len is not None and len(value.strip() if strip else value) > max_len:
+            raise self.error(field, f"longer than {max_len} characters ({len(value)})")
         if strip:
             value = value.strip()
         if not empty_ok and not value:
@@ -218,6 +227,8 @@ class _Rec:
         value = str(value).strip()
         if not value:
             raise self.error(field, "empty id")
+        if "\x00" in value:
+            raise self.error(field, "contains a NUL character (\\u0000)")
         if len(value) > 200:
             raise self.error(field, f"id longer than 200 characters ({len(value)})")
         return value
@@ -289,7 +300,7 @@ def _parse_openai(rec: _Rec, line: str) -> ComparisonRecord:
         text_field = "info.article"
     text = rec.string(text_field, info, empty_ok=False)
     title = rec.string("info.title", info, required=False)
-    subreddit = _strip_r(rec.string("info.subreddit", info, required=False))
+    subreddit = _strip_r(rec.string("info.subreddit", info, required=False, max_len=NAME_MAX))
     post_id = rec.ident("info.id", info, required=False) or "sha256-" + post_digest(subreddit, title, text)[:32]
     summaries = rec.get("summaries")
     if not isinstance(summaries, list):
@@ -302,7 +313,7 @@ def _parse_openai(rec: _Rec, line: str) -> ComparisonRecord:
             raise rec.error(f"summaries[{i}]", f"expected an object, got {_type_name(s)}")
         parsed.append(SummaryRecord(
             text=rec.string(f"summaries[{i}].text", s, empty_ok=False, strip=True),
-            policy=rec.string(f"summaries[{i}].policy", s, empty_ok=False, strip=True),
+            policy=rec.string(f"summaries[{i}].policy", s, empty_ok=False, strip=True, max_len=NAME_MAX),
             note=rec.string(f"summaries[{i}].note", s, required=False),
         ))
     _check_pair(rec, parsed[0], parsed[1], "summaries")
@@ -327,17 +338,17 @@ def _parse_normalized(rec: _Rec, line: str) -> ComparisonRecord:
     else:
         text = rec.string("post", empty_ok=False)
         title = rec.string("title", required=False)
-        subreddit = _strip_r(rec.string("subreddit", required=False))
+        subreddit = _strip_r(rec.string("subreddit", required=False, max_len=NAME_MAX))
         post = PostRecord(rec.ident("post_id"), subreddit, title, text)
         a, b, task, order_known = "summary_a", "summary_b", SUMMARIZATION, True
     first = SummaryRecord(
         rec.string(a, empty_ok=False, strip=True),
-        rec.string("policy_a", required=False, strip=True) or UNKNOWN_POLICY,
+        rec.string("policy_a", required=False, strip=True, max_len=NAME_MAX) or UNKNOWN_POLICY,
         rec.string("note_a", required=False),
     )
     second = SummaryRecord(
         rec.string(b, empty_ok=False, strip=True),
-        rec.string("policy_b", required=False, strip=True) or UNKNOWN_POLICY,
+        rec.string("policy_b", required=False, strip=True, max_len=NAME_MAX) or UNKNOWN_POLICY,
         rec.string("note_b", required=False),
     )
     _check_pair(rec, first, second, b)
@@ -385,7 +396,7 @@ def _parse_ranking(rec: _Rec, line: str) -> list[ComparisonRecord]:
         if not isinstance(o, dict):
             raise rec.error(f"outputs[{i}]", f"expected an object, got {_type_name(o)}")
         parsed.append(SummaryRecord(rec.string(f"outputs[{i}].text", o, empty_ok=False, strip=True),
-                                    rec.string(f"outputs[{i}].policy", o, empty_ok=False, strip=True)))
+                                    rec.string(f"outputs[{i}].policy", o, empty_ok=False, strip=True, max_len=NAME_MAX)))
     if len({p.text for p in parsed}) != len(parsed):
         raise rec.error("outputs", "identical outputs: each ranked output needs its own text")
     ranks = rec.get("ranks")
@@ -436,7 +447,7 @@ def _input_post(rec: _Rec) -> tuple[PostRecord, str]:
         prompt = rec.string("prompt", empty_ok=False)
         return PostRecord("sha256-" + post_digest("", "", prompt)[:32], "", "", prompt), DIALOGUE
     text = rec.string("post", empty_ok=False)
-    subreddit = _strip_r(rec.string("subreddit", required=False))
+    subreddit = _strip_r(rec.string("subreddit", required=False, max_len=NAME_MAX))
     return PostRecord(rec.ident("post_id"), subreddit, rec.string("title", required=False), text), SUMMARIZATION
 
 
@@ -448,7 +459,7 @@ def iter_harmlessness(path: str | Path) -> Iterator[HarmlessnessRecord]:
         key = rec.ident("id")
         post, task = _input_post(rec)
         response = SummaryRecord(rec.string("response", empty_ok=False, strip=True),
-                                 rec.string("policy", empty_ok=False, strip=True))
+                                 rec.string("policy", empty_ok=False, strip=True, max_len=NAME_MAX))
         harmless = rec.get("harmless")
         if not isinstance(harmless, bool):
             raise rec.error("harmless", f"expected true or false, got {_type_name(harmless)} {json.dumps(harmless)}")
@@ -463,7 +474,7 @@ def iter_posts(path: str | Path) -> Iterator[PostWithReferenceRecord]:
         rec = _Rec(name, lineno, obj)
         key = rec.ident("id")
         post = PostRecord(
-            key, _strip_r(rec.string("subreddit", required=False)), rec.string("title", required=False),
+            key, _strip_r(rec.string("subreddit", required=False, max_len=NAME_MAX)), rec.string("title", required=False),
             rec.string("post", empty_ok=False),
         )
         reference = rec.string("summary", empty_ok=False, strip=True)
@@ -471,7 +482,7 @@ def iter_posts(path: str | Path) -> Iterator[PostWithReferenceRecord]:
         policy = None
         if policy_summary is not None:
             policy_summary = rec.string("policy_summary", empty_ok=False, strip=True)
-            policy = rec.string("policy", empty_ok=False, strip=True)
+            policy = rec.string("policy", empty_ok=False, strip=True, max_len=NAME_MAX)
             if policy_summary == reference:
                 raise rec.error("policy_summary", "identical summaries: equal to the reference summary")
         yield PostWithReferenceRecord(rec.line, key, post, reference, policy_summary, policy)

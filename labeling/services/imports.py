@@ -233,6 +233,9 @@ def _lock_dataset(name: str) -> None:
 def _dataset(name: str, task: str, path: Path, wanted: str | None = None) -> Dataset:
     """The dataset `name` (created for the file's task, or `wanted`: "harmless" for dialogue data
     whose labels say which response is less harmful); a task that cannot hold the file is refused."""
+    if not name or len(name) > 200 or "\x00" in name:
+        raise ImportFileError(path.name, 0, "dataset", f"a dataset name is 1 to 200 characters without NUL, got "
+                                                       f"{len(name)} characters")
     task = TaskKind.DIALOGUE if task == importers.DIALOGUE else TaskKind.SUMMARIZATION
     if wanted:
         if wanted not in TaskKind.values:
