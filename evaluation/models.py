@@ -66,3 +66,37 @@ class RefreshJob(models.Model):
 
     def __str__(self) -> str:
         return f"refresh {self.key} ({self.status})"
+
+
+class Experiment(models.Model):
+    """The paper in miniature (`manage.py run_experiment`, the staff experiment page): a preset run
+    as ordinary AI labeling jobs and training runs, linked here step by step, with its report."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    name = models.CharField(max_length=200)
+    preset = models.CharField(max_length=50)
+    sizes = models.JSONField(default=dict, help_text="The preset's sizes, as run.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    step = models.CharField(max_length=60, blank=True, help_text="The step in progress.")
+    steps = models.JSONField(default=dict, blank=True,
+                             help_text="step -> {kind: job|run, id, seconds}: the jobs and runs it made.")
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    recoveries = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"experiment {self.pk} ({self.preset}, {self.status})"

@@ -27,3 +27,12 @@ def refresh_dashboard_task(filters: dict, rounds: int | None = None) -> int:
         raise
     refresh_jobs.refresh_job_finish(key=key, token=token)
     return obj.n_labels
+
+
+@shared_task(name="evaluation.run_experiment", queue="gpu", acks_late=True, reject_on_worker_lost=True)
+def run_experiment(experiment_id: int) -> str:
+    """Drive an experiment (`evaluation.experiments`) on a gpu worker; a redelivered copy goes on
+    from the last finished step, or drops out while a live worker drives it."""
+    from .experiments import experiment_run
+
+    return experiment_run(experiment_id=experiment_id).status

@@ -1,7 +1,7 @@
 """URLs of the evaluation dashboards (mounted at /evaluation/, namespace "evaluation")."""
 from django.urls import path
 
-from . import routing_views, views
+from . import experiment_views, routing_views, views
 
 app_name = "evaluation"
 urlpatterns = [
@@ -14,6 +14,10 @@ urlpatterns = [
     path("refresh/", views.refresh, name="refresh"),
     path("status/", views.status, name="status"),
     path("export/<slug:page>/<slug:table>.<str:fmt>", views.export, name="export"),
+    path("experiments/", experiment_views.experiment_list, name="experiments"),
+    path("experiments/new/", experiment_views.experiment_new, name="experiment_new"),
+    path("experiments/<int:pk>/", experiment_views.experiment_detail, name="experiment_detail"),
+    path("experiments/<int:pk>.json", experiment_views.experiment_json, name="experiment_json"),
     path("calibration/", routing_views.calibration, name="calibration"),
     path("calibration/export.<str:fmt>", routing_views.calibration_export, name="calibration_export"),
     path("routing/", routing_views.routing_dashboard, name="routing"),

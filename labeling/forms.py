@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 
 from .models import AILabelingJob, Dataset, LabelerConfig
 from .selectors import ai as sel
@@ -17,6 +18,13 @@ class LaunchForm(forms.Form):
                                      help_text="Optional: exactly these comparison ids (comma or space separated).")
     only_unlabeled = forms.BooleanField(required=False, initial=True,
                                         help_text="Skip comparisons this config has already labelled.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The default labeler is a real model (settings.DEFAULT_LABELER_CONFIG), never a noise config.
+        default = LabelerConfig.objects.filter(name=getattr(settings, "DEFAULT_LABELER_CONFIG", "")).first()
+        if default is not None and "config" not in self.initial:
+            self.fields["config"].initial = default.pk
 
     def clean_comparison_ids(self) -> list[int]:
         raw = self.cleaned_data["comparison_ids"].replace(",", " ").split()

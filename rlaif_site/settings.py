@@ -70,6 +70,8 @@ if not DEBUG and (SECRET_KEY in PUBLISHED_SECRET_KEYS or len(SECRET_KEY) < 32):
     raise ImproperlyConfigured("SECRET_KEY is the published demo key or shorter than 32 characters; with DEBUG=0 "
                                "set SECRET_KEY to a long random string (or unset it to use var/secret_key)")
 ARTIFACT_ROOT = Path(env("ARTIFACT_ROOT", default=str(VAR_DIR / "artifacts")))
+DEFAULT_LABELER_CONFIG = env("DEFAULT_LABELER_CONFIG", default="smollm2-base-0shot")
+"""The labeler config preselected on the launch pages (a real model: `manage.py install_models`)."""
 DATA_DIR = BASE_DIR / "data"
 # The most processes (GPUs) one training run may ask for: the GPUs of one worker machine.
 TRAINING_MAX_PROCESSES = env.int("TRAINING_MAX_PROCESSES", default=8)
@@ -255,6 +257,7 @@ JOB_SWEEPERS = [
     "labeling.services.ai_labeling.ai_labeling_jobs_recover_stale",
     "training.services.training_runs_recover_stale",
     "evaluation.refresh_jobs.refreshes_recover_stale",
+    "evaluation.experiments.experiments_recover_stale",
 ]
 # An AI labeling job is split into chunks that any gpu worker leases; this many tasks are queued
 # per job (the most workers that can share it), and a task hands the job on after this long.

@@ -1,5 +1,6 @@
-"""`python manage.py demo_setup`: load the shipped data, build the tiny offline models, create the
-demo users, the tiny-local AI labeler config and a rating campaign. Safe to run again: imports are
+"""`python manage.py demo_setup`: load the shipped data, install the real offline models
+(SmolLM2-135M-Instruct, MiniLM: `install_models`), build the tiny test models, create the demo
+users, the labeler configs (a smollm2 one is the default labeler) and a rating campaign. Safe to run again: imports are
 idempotent and the users' passwords are reset and printed each time.
 
 It lives in the training app because it touches every layer (labeling data, tiny models);
@@ -21,7 +22,8 @@ class Command(BaseCommand):
     help = "Load the shipped TL;DR data, build tiny models, create demo users, a labeler config and a campaign."
 
     def add_arguments(self, parser):
-        parser.add_argument("--skip-models", action="store_true", help="Do not build the tiny models.")
+        parser.add_argument("--skip-models", action="store_true",
+                            help="Do not install the real models or build the tiny ones.")
 
     def handle(self, *args, skip_models: bool = False, **options):
         from labeling.models import Comparison, Policy
@@ -37,6 +39,9 @@ class Command(BaseCommand):
         users = self._users()
 
         if not skip_models:
+            from django.core.management import call_command
+
+            call_command("install_models", stdout=self.stdout, stderr=self.stderr)
             self._tiny_models()
 
         from labeling.services.ai_labeling import labeler_configs_load
