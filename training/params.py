@@ -35,6 +35,8 @@ class DataParams:
     """SFT / RL: name of the Policy the trained model writes as (empty: derived from the run)."""
     hybrid_campaign: str = ranged("", max_len=200)
     """Reward, hybrid labels: take human labels only on this campaign's pairs (e.g. one routed from AI uncertainty); empty: every human label."""
+    show_samples: int = ranged(4, min=0, max=64)
+    """SFT / RL: held-out posts the trained policy summarizes at the end, shown on the run's page beside the reference (0: none)."""
     num_processes: int = ranged(1, min=1, max=1_024)
     """Processes (one per GPU) under `accelerate launch`; 1 trains inside the worker process. The
     services also cap it at settings.TRAINING_MAX_PROCESSES (the GPUs of one worker machine)."""
@@ -42,9 +44,9 @@ class DataParams:
 
 ALGORITHM_CONFIGS = {"sft": SFTConfig, "reward": RewardConfig, "rl": RLConfig, "sample": SamplingConfig}
 DATA_FIELDS = {
-    "sft": ["eval_fraction", "max_examples", "policy_name", "num_processes"],
+    "sft": ["eval_fraction", "max_examples", "policy_name", "show_samples", "num_processes"],
     "reward": ["eval_fraction", "max_examples", "num_processes", "hybrid_campaign"],
-    "rl": ["eval_fraction", "max_examples", "policy_name", "num_processes"],
+    "rl": ["eval_fraction", "max_examples", "policy_name", "show_samples", "num_processes"],
     "sample": ["eval_fraction", "n_posts", "compare_with"],
 }
 HIDDEN = {"model"}  # set from the run's base checkpoint

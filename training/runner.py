@@ -321,10 +321,30 @@ def _finish(run: TrainingRun, rec: _Recorder, result: TrainResult, trained_on: d
         services.run_stopped(run_id=run.pk, step=result.step)
         return RunStatus.CANCELLED
     summary = dict(result.summary, checkpoint_step=result.step)
+    if run.kind in (RunKind.SFT, RunKind.RL) and result.output_dir:
+        rec.set_phase(RunPhase.EVALUATING)
+        summary["samples"] = _show_samples(run, result.output_dir)
     rec.set_phase(RunPhase.SAVING)
     services.run_finish(run_id=run.pk, output_dir=result.output_dir, summary=summary, trained_on=trained_on,
                         policy_name=policy_name)
     return RunStatus.DONE
+
+
+def _show_samples(run: TrainingRun, model_dir: str) -> list[dict]:
+    """A few held-out posts summarized greedily by the trained policy, with their reference summary."""
+    from .ml.sampling import SamplingConfig, generate_summaries
+
+    data = run_params.split_params(run.kind, dict(run.hyperparameters), model=model_dir)[1]
+    if not data.show_samples:
+        return []
+    posts = selectors.posts_with_references(dataset=run.dataset, eval_fraction=data.eval_fraction,
+                                            limit=data.show_samples)
+    if not posts:
+        return []
+    texts = generate_summaries(SamplingConfig(model=model_dir, max_new_tokens=48, max_prompt_length=384,
+                                              batch_size=len(posts)), posts)
+    return [{"post_id": p["post_id"], "title": p["title"], "post": p["post"][:500], "reference": p["reference"],
+             "sample": t} for p, t in zip(posts, texts)]
 
 
 def _sample(run: TrainingRun, rec: _Recorder, algo, data) -> str:

@@ -125,6 +125,22 @@ def posts_for(*, dataset: Dataset, held_out: bool, eval_fraction: float, limit: 
 # --- runs and artifacts -----------------------------------------------------------------------
 
 
+def posts_with_references(*, dataset: Dataset, eval_fraction: float, limit: int) -> list[dict]:
+    """The first held-out posts (id order) that have a reference summary, with it as `reference`."""
+    out = []
+    refs = (Summary.objects.filter(post__dataset=dataset, is_reference=True).select_related("post")
+            .order_by("post_id", "pk"))
+    seen: set[int] = set()
+    for s in refs.iterator():
+        if s.post_id in seen or not post_is_held_out(s.post.content_sha256, eval_fraction):
+            continue
+        seen.add(s.post_id)
+        out.append(dict(_post_fields(s.post), reference=s.text))
+        if len(out) >= limit:
+            break
+    return out
+
+
 def artifact_abspath(artifact: ModelArtifact) -> Path:
     path = Path(artifact.path)
     return path if path.is_absolute() else Path(settings.ARTIFACT_ROOT) / path
