@@ -123,6 +123,10 @@ def test_compare_runs_overlays_two_loss_curves(require_postgres, live_server, br
     raw = page.evaluate("() => window.compareChart.data.datasets.map(d => d.data.map(p => p.y))")
     assert raw == [[3.0 - s * 0.1 for s in range(1, 21)],
                    [3.0 - s * 0.1 + 0.4 for s in range(1, 21)]]
+    # Zoom on steps 5..10.
+    page.fill("#x-min", "5")
+    page.fill("#x-max", "10")
+    assert page.evaluate("() => [window.compareChart.scales.x.min, window.compareChart.scales.x.max]") == [5, 10]
     # The chart is drawn (pixels on the canvas), and lies inside the page.
     assert page.evaluate("() => document.getElementById('compare-chart').getBoundingClientRect().height") > 100
     page.context.close()
