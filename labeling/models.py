@@ -30,6 +30,8 @@ class Dataset(models.Model):
     task = models.CharField(max_length=20, choices=TaskKind.choices, default=TaskKind.SUMMARIZATION)
     source = models.TextField(blank=True, help_text="Where the data came from (file, URL, commit).")
     license = models.TextField(blank=True, help_text="License and attribution text.")
+    archived_at = models.DateTimeField(
+        null=True, blank=True, help_text="Archived (kept with its labels, left out of new work) instead of deleted.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -521,3 +523,42 @@ class RoutingPick(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["campaign", "comparison"], name="routingpick_unique"),
         ]
+
+
+class ImportJob(models.Model):
+    """One uploaded file's import (admin "Import file"): its status, counts and error, written by
+    whoever runs it (the request for small files, a worker on queue "default" for large ones)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    file_name = models.CharField(max_length=255, help_text="The name of the uploaded file.")
+    path = models.CharField(max_length=500, help_text="Where the upload waits on the server (never shown on a page).")
+    size_bytes = models.BigIntegerField(default=0)
+    kind = models.CharField(max_length=20, default="comparisons")
+    fmt = models.CharField(max_length=20, blank=True)
+    dataset = models.CharField(max_length=200, blank=True, help_text="Target dataset name (empty: from the file).")
+    make_pairs = models.BooleanField(default=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    counts = models.JSONField(default=dict, blank=True, help_text="What the import created and found.")
+    error = models.TextField(blank=True)
+    error_line = models.PositiveIntegerField(null=True, blank=True)
+    error_field = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=64, blank=True)
+    recoveries = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"import {self.pk}: {self.file_name} ({self.status})"
+

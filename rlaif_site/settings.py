@@ -258,7 +258,12 @@ JOB_SWEEPERS = [
     "training.services.training_runs_recover_stale",
     "evaluation.refresh_jobs.refreshes_recover_stale",
     "evaluation.experiments.experiments_recover_stale",
+    "labeling.services.import_jobs.import_jobs_recover_stale",
 ]
+# A dataset holding more rows than this (posts, summaries, comparisons, labels) is not deleted from
+# the admin (a request that deletes 100k rows times out); a dataset with human labels never is:
+# archive it instead.
+DATASET_DELETE_MAX_ROWS = env.int("DATASET_DELETE_MAX_ROWS", default=5000)
 # An AI labeling job is split into chunks that any gpu worker leases; this many tasks are queued
 # per job (the most workers that can share it), and a task hands the job on after this long.
 AI_LABELING_PARALLEL = env.int("AI_LABELING_PARALLEL", default=8)

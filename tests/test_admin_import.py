@@ -105,18 +105,22 @@ def test_large_or_background_upload_is_queued_for_the_worker(staff_client, monke
     calls = []
     from labeling.tasks import imports as tasks
 
-    monkeypatch.setattr(tasks.import_file, "delay", lambda *a, **kw: calls.append((a, kw)))
+    monkeypatch.setattr(tasks.run_import_job, "delay", lambda *a, **kw: calls.append((a, kw)))
     with django_capture_on_commit_callbacks(execute=True):
         response = staff_client.post(reverse(IMPORT_URL), {
             "file": upload("big.jsonl", lines(DATA / "tldr_comparisons_sample.jsonl", 2)),
             "kind": "comparisons", "format": "normalized", "background": "on",
         })
-    assert response.status_code == 200 and b"queued" in response.content
-    [(args, kwargs)] = calls
-    assert Path(args[0]).read_bytes() == lines(DATA / "tldr_comparisons_sample.jsonl", 2)
-    assert kwargs == {"kind": "comparisons", "fmt": "normalized", "dataset": None, "delete_after": True}
-    tasks.import_file(args[0], **kwargs)  # what the worker runs
-    assert HumanLabel.objects.count() == 2 and not Path(args[0]).exists()
+    from labeling.models import ImportJob
+
+    job = ImportJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("admin:labeling_importjob_change",
+                                                                          args=[job.pk])
+    assert calls == [((job.pk,), {})] and job.status == "queued" and job.fmt == "normalized"
+    assert Path(job.path).read_bytes() == lines(DATA / "tldr_comparisons_sample.jsonl", 2)
+    assert tasks.run_import_job(job.pk) == "done"  # what the worker runs
+    job.refresh_from_db()
+    assert HumanLabel.objects.count() == 2 and job.counts["labels_created"] == 2 and not Path(job.path).exists()
 
 
 def test_admin_changelists_and_forms_load(staff_client):

@@ -13,15 +13,17 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.text import Truncator, get_valid_filename
 
-from ..importers import FORMATS, ImportFileError
-from ..models import Comparison, Dataset, HarmlessnessLabel, HumanLabel, Policy, Post, Summary
-from ..services.imports import comparison_import, posts_import
+from ..importers import FORMATS
+from ..models import Comparison, Dataset, HarmlessnessLabel, HumanLabel, ImportJob, Policy, Post, Summary
+from ..services.datasets import dataset_delete_refusal, datasets_archive
+from ..services.import_jobs import import_job_create, import_job_run
+from ..services.imports import ImportResult
 
 # Uploads bigger than this are imported by the Celery task `import_file` instead of in the request.
 BACKGROUND_IMPORT_BYTES = 20 * 1024 * 1024
@@ -33,9 +35,37 @@ def _short(text: str, n: int = 80) -> str:
 
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
-    list_display = ["name", "task", "source", "created_at"]
-    list_filter = ["task"]
+    list_display = ["name", "task", "source", "archived_at", "created_at"]
+    list_filter = ["task", ("archived_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "source"]
+    readonly_fields = ["archived_at"]
+    actions = ["archive", "unarchive"]
+
+    def get_actions(self, request):
+        # Bulk delete would list (and delete) every post, summary and label in one request.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request, object_id, extra_context=None):
+        """Refuse large datasets and datasets with human labels before Django lists their rows."""
+        dataset = self.get_object(request, object_id)
+        if dataset is not None:
+            reason = dataset_delete_refusal(dataset)
+            if reason:
+                messages.error(request, reason)
+                return redirect(reverse("admin:labeling_dataset_change", args=[dataset.pk]))
+        return super().delete_view(request, object_id, extra_context)
+
+    @admin.action(description="Archive the selected datasets (keep every label)")
+    def archive(self, request, queryset):
+        n = datasets_archive(dataset_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"Archived {n} dataset(s).", messages.SUCCESS)
+
+    @admin.action(description="Restore the selected datasets from the archive")
+    def unarchive(self, request, queryset):
+        n = datasets_archive(dataset_ids=list(queryset.values_list("pk", flat=True)), archived=False)
+        self.message_user(request, f"Restored {n} dataset(s).", messages.SUCCESS)
 
 
 @admin.register(Post)
@@ -105,14 +135,6 @@ def _save_upload(upload) -> Path:
     return dest
 
 
-def _remove(dest: Path) -> None:
-    dest.unlink(missing_ok=True)
-    try:
-        dest.parent.rmdir()
-    except OSError:
-        pass
-
-
 @admin.register(Comparison)
 class ComparisonAdmin(admin.ModelAdmin):
     list_display = ["id", "post", "policy_a", "policy_b", "gold_choice", "created_at"]
@@ -150,23 +172,21 @@ class ComparisonAdmin(admin.ModelAdmin):
                     kwargs["make_pairs"] = data["make_pairs"]
                 else:
                     kwargs["fmt"] = data["format"] or None
-                if data["background"] or dest.stat().st_size > BACKGROUND_IMPORT_BYTES:
-                    from ..tasks.imports import import_file
-
-                    transaction.on_commit(lambda: import_file.delay(
-                        str(dest), kind=data["kind"], delete_after=True, **kwargs))
-                    messages.info(request, f"{dest.name} is queued for import by a worker.")
-                    return TemplateResponse(request, "admin/labeling/comparison/import_file.html",
-                                            self._context(request, ImportFileForm(), queued=dest.name))
-                try:
-                    if data["kind"] == "posts":
-                        result = posts_import(path=dest, **kwargs)
-                    else:
-                        result = comparison_import(path=dest, **kwargs)
-                except ImportFileError as exc:
-                    error = str(exc)
-                finally:
-                    _remove(dest)
+                background = data["background"] or dest.stat().st_size > BACKGROUND_IMPORT_BYTES
+                job = import_job_create(
+                    path=dest, file_name=dest.name, kind=data["kind"], fmt=kwargs.get("fmt") or "",
+                    dataset=kwargs["dataset"] or "", make_pairs=kwargs.get("make_pairs", True),
+                    created_by=request.user, background=background)
+                job_url = reverse("admin:labeling_importjob_change", args=[job.pk])
+                if background:
+                    messages.info(request, f"{dest.name} is queued for import by a worker: import job {job.pk} "
+                                           "shows its status, counts or error.")
+                    return redirect(job_url)
+                job = import_job_run(job_id=job.pk)
+                if job.status == job.Status.DONE:
+                    result = ImportResult(**job.counts)
+                else:
+                    error = job.error
         else:
             form = ImportFileForm()
         status = 400 if error else 200
@@ -207,3 +227,32 @@ class HarmlessnessLabelAdmin(admin.ModelAdmin):
     search_fields = ["=id", "worker_id", "import_key", "=summary__id"]
     raw_id_fields = ["summary"]
     readonly_fields = ["created_at"]
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    """The status page of an upload's import: status, counts, and the error with file, line and field."""
+
+    list_display = ["id", "file_name", "kind", "dataset", "status", "short_error", "created_by", "created_at",
+                    "finished_at"]
+    list_filter = ["status", "kind"]
+    search_fields = ["=id", "file_name", "dataset", "error"]
+    # The server path and the lease token stay off the page.
+    fields = ["file_name", "size_bytes", "kind", "fmt", "dataset", "make_pairs", "status", "counts", "error",
+              "error_line", "error_field", "recoveries", "created_by", "created_at", "started_at", "finished_at",
+              "heartbeat_at"]
+    readonly_fields = fields
+
+    @admin.display(description="error")
+    def short_error(self, obj: ImportJob) -> str:
+        return _short(obj.error, 120)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # jobs come from the "Import file" page
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # read-only status page (view permission)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_staff
+

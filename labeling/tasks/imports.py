@@ -5,11 +5,9 @@ that is already on the server (large admin uploads, the worker round-trip test).
 counts; errors are logged and re-raised (the import itself is atomic, so a failed run writes
 nothing).
 
-Heartbeat hook (issue 11): an import has no job row yet, so nothing can be swept. When one exists
-(an import job model with `heartbeat_at`, `lease_token` and `recoveries`), wrap the service call
-below in `rlaif_site.jobs.Heartbeat(lambda: <UPDATE heartbeat_at WHERE lease_token = ours>)` and
-add its `*_recover_stale` sweeper to `settings.JOB_SWEEPERS`; `evaluation/refresh_jobs.py` is the
-pattern. Re-queueing a lost import is safe: imports are atomic and idempotent.
+`run_import_job` runs an admin upload's `ImportJob` (`labeling.services.import_jobs`): status,
+counts and the error with file, line and field on the job's row, a heartbeat while it runs, and
+the sweeper `import_jobs_recover_stale` re-queueing it if its worker dies.
 """
 from __future__ import annotations
 
@@ -20,7 +18,7 @@ from celery import shared_task
 
 from ..services.imports import comparison_import, posts_import
 
-__all__ = ["import_file"]
+__all__ = ["import_file", "run_import_job"]
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +44,13 @@ def import_file(
     finally:
         if delete_after:
             Path(path).unlink(missing_ok=True)
+
+
+@shared_task(name="labeling.run_import_job", acks_late=True, reject_on_worker_lost=True)
+def run_import_job(job_id: int) -> str:
+    """Run an import job; its outcome is on its row ("skipped" when it is done or live elsewhere)."""
+    from ..services.import_jobs import import_job_run
+
+    job = import_job_run(job_id=job_id)
+    return job.status if job is not None else "skipped"
+
