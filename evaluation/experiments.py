@@ -24,7 +24,7 @@ from typing import Callable
 from django.db import transaction
 from django.utils import timezone
 
-from labeling.models import AILabelingJob, Comparison, Dataset, JobStatus, LabelerConfig
+from labeling.models import Comparison, Dataset, JobStatus, LabelerConfig
 from labeling.services import ai_labeling
 from rlaif_site import jobs
 from training import runner
