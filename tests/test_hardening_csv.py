@@ -98,3 +98,14 @@ def test_export_preferences_csv_is_neutralized(tmp_path, poisoned):
     ai = tmp_path / "ai.csv"
     call_command("export_preferences", "--format", "csv", "--source", "ai", "--dataset", "small", str(ai))
     assert {r["annotator"] for r in csv.DictReader(io.StringIO(ai.read_text()))} >= {"'" + EVIL[1]}
+
+
+def test_every_csv_writer_of_the_apps_is_the_safe_one():
+    """A new export must not write CSV around `SafeDictWriter` (formats.py is where it is defined)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    offenders = [str(p.relative_to(root)) for app in ("labeling", "evaluation", "training", "rlaif_site")
+                 for p in (root / app).rglob("*.py")
+                 if p.name != "formats.py" and ("csv.writer(" in p.read_text() or "csv.DictWriter(" in p.read_text())]
+    assert offenders == []
