@@ -192,3 +192,23 @@ def test_real_worker_runs_a_queued_import_job(transactional_db, require_postgres
             worker.wait()
     assert job.status == ImportJob.Status.DONE, job.error
     assert job.counts["labels_created"] == 6 and HumanLabel.objects.count() == 6 and job.heartbeat_at
+
+
+@pytest.mark.django_db
+def test_an_archived_dataset_takes_no_new_work(django_user_model):
+    from django.core.exceptions import ValidationError
+
+    from labeling.services.datasets import datasets_archive
+    from labeling.services.queue import CampaignError, campaign_create
+    from training import services as training
+
+    comparison_import(path=DATA, dataset="old")
+    ds = Dataset.objects.get(name="old")
+    datasets_archive(dataset_ids=[ds.pk])
+    user = django_user_model.objects.create_user("a1", password="x-pass-123")
+    with pytest.raises(CampaignError, match="archived"):
+        campaign_create(name="c", dataset="old", annotators=[user])
+    with pytest.raises(ValidationError, match="archived"):
+        training.training_run_create(kind="sft", dataset="old", base_checkpoint="org/model", enqueue=False)
+    datasets_archive(dataset_ids=[ds.pk], archived=False)
+    assert campaign_create(name="c", dataset="old", annotators=[user]).dataset == ds

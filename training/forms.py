@@ -20,7 +20,7 @@ SOURCES = {
 
 class TrainingRunForm(forms.Form):
     name = forms.CharField(max_length=200, required=False)
-    dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.filter(archived_at__isnull=True))
     base_artifact = forms.ModelChoiceField(
         queryset=ModelArtifact.objects.order_by("-created_at"), required=False,
         help_text="Start from this artifact (or give a checkpoint below).")

@@ -101,6 +101,8 @@ def training_run_create(*, kind: str, created_by=None, name: str = "", base_chec
     dataset = _dataset(dataset)
     if dataset is None:
         raise ValidationError({"dataset": "a dataset is required"})
+    if dataset.archived_at is not None:
+        raise ValidationError({"dataset": f"dataset {dataset.name!r} is archived; restore it in the admin to train on it"})
     base = _artifact(base_artifact, "base_artifact")
     if base is None and base_checkpoint.startswith("artifact:"):
         base = _artifact(base_checkpoint, "base_checkpoint")

@@ -226,6 +226,8 @@ def campaign_create(
         if ds is None:
             raise CampaignError(f"dataset: no dataset called {dataset!r}")
         dataset = ds
+    if dataset.archived_at is not None:
+        raise CampaignError(f"dataset: {dataset.name!r} is archived; restore it in the admin to label it again")
     if int(overlap) < 1:
         raise CampaignError(f"overlap: must be at least 1, got {overlap}")
     if not 0.0 <= float(gold_share) <= 1.0:
