@@ -129,7 +129,8 @@ def training_run_create(*, kind: str, created_by=None, name: str = "", base_chec
         if label_source not in (LabelSource.HUMAN, LabelSource.AI, LabelSource.HYBRID):
             raise ValidationError({"label_source": "a reward model trains on human, AI or hybrid labels"})
         if label_source in (LabelSource.AI, LabelSource.HYBRID) and labeler_config is None:
-            raise ValidationError({"labeler_config": f"{label_source} labels need a labeler config"})
+            what = "AI" if label_source == LabelSource.AI else "Hybrid"
+            raise ValidationError({"labeler_config": f"{what} labels need a labeler config"})
         if hp.get("hybrid_campaign") and label_source != LabelSource.HYBRID:
             raise ValidationError({"hyperparameters": "hybrid_campaign applies to --source hybrid only"})
         if hp.get("hybrid_campaign") and not Campaign.objects.filter(name=hp["hybrid_campaign"]).exists():
