@@ -8,9 +8,11 @@ gave up on (and whose run another worker now continues) notices, stops, and writ
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -49,7 +51,7 @@ class _Recorder:
         self.trackers = None
         self.tracker_config = {"kind": run.kind, "label_source": run.label_source, **(run.hyperparameters or {})}
         self.after_last_phase = RunPhase.EVALUATING if run.kind == RunKind.REWARD else RunPhase.SAVING
-        self.heartbeat = jobs.Heartbeat(lambda: services.run_heartbeat(run_id=self.run_id, token=token or None),
+        self.heartbeat = jobs.Heartbeat(lambda: services.training_run_heartbeat(run_id=self.run_id, token=token or None),
                                         name=f"heartbeat-run-{run.pk}")
 
     @property
@@ -82,7 +84,7 @@ class _Recorder:
         """Write the run's phase when it changes (queued, loading model, running, evaluating, saving)."""
         if phase != self.phase:
             self.phase = phase
-            services.run_phase_set(run_id=self.run_id, phase=phase, token=self.token or None)
+            services.training_run_phase_set(run_id=self.run_id, phase=phase, token=self.token or None)
 
     def on_log(self, step: int, total: int, metrics: dict) -> None:
         self.step, self.total = step, total
@@ -100,7 +102,7 @@ class _Recorder:
             self.flush()
 
     def flush(self) -> None:
-        services.run_progress(run_id=self.run_id, step=self.step, total=self.total, metrics=self.metrics, log=self.log,
+        services.training_run_progress_set(run_id=self.run_id, step=self.step, total=self.total, metrics=self.metrics, log=self.log,
                               token=self.token or None)
         self._last_write = time.monotonic()
 
@@ -109,13 +111,13 @@ class _Recorder:
             return True
         if time.monotonic() - self._last_cancel_check >= CANCEL_POLL_S:
             self._last_cancel_check = time.monotonic()
-            self._cancel = TrainingRun.objects.filter(pk=self.run_id, cancel_requested=True).exists()
+            self._cancel = selectors.training_run_cancel_requested(run_id=self.run_id)
         return self._cancel
 
     def on_checkpoint(self, path: str, step: int) -> None:
         self.line(f"checkpoint at step {step}: {path}")
         self.flush()
-        services.run_checkpoint_set(run_id=self.run_id, path=path, step=step, token=self.token or None)
+        services.training_run_checkpoint_set(run_id=self.run_id, path=path, step=step, token=self.token or None)
 
     def hooks(self) -> Hooks:
         return Hooks(on_log=self.on_log, should_stop=self.should_stop, on_checkpoint=self.on_checkpoint)
@@ -135,18 +137,18 @@ def _claim(run_id: int, token: str, poll_s: float = 1.0) -> TrainingRun | None:
     """Claim the run, or take it over from a dead worker. While another worker's heartbeat is
     fresh (a redelivered copy of a task that is still running, or one whose worker just died),
     watch it: if it moves, that worker is alive and this copy drops out; if it goes stale, take over."""
-    outcome, run = services.run_claim(run_id=run_id, token=token)
+    outcome, run = services.training_run_claim(run_id=run_id, token=token)
     if outcome != "busy":
         return run
-    seen = TrainingRun.objects.values_list("heartbeat_at", flat=True).get(pk=run_id)
+    seen = selectors.training_run_heartbeat_at(run_id=run_id)
     deadline = time.monotonic() + jobs.stale_s() + 2 * jobs.heartbeat_s()
     while time.monotonic() < deadline:
         time.sleep(poll_s)
-        now = TrainingRun.objects.values_list("heartbeat_at", flat=True).get(pk=run_id)
+        now = selectors.training_run_heartbeat_at(run_id=run_id)
         if now != seen:
             logger.info("training run %s: its worker is alive (heartbeat moved); this copy of the task drops out", run_id)
             return None
-        outcome, run = services.run_claim(run_id=run_id, token=token)
+        outcome, run = services.training_run_claim(run_id=run_id, token=token)
         if outcome != "busy":
             return run
     return None
@@ -170,9 +172,20 @@ def execute_run(run_id: int, *, on_step: StepCallback | None = None) -> str:
         if recorder.lost:
             return "lost"
         recorder.flush()
-        services.run_fail(run_id=run_id, error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}")
+        services.training_run_fail(run_id=run_id, error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=8)}")
         return RunStatus.FAILED
     return outcome
+
+
+@dataclass
+class _Plan:
+    """What an sft/reward/rl run trains on and how: `train_here(algo, records, out_dir, hooks=,
+    resume_from=)` in this process, or `_launch` with `launch_extra` in several."""
+
+    algorithm: str
+    records: list[dict]
+    train_here: Callable[..., TrainResult]
+    launch_extra: dict = field(default_factory=dict)
 
 
 def _dispatch(run: TrainingRun, rec: _Recorder, resume_from: str | None) -> str:
@@ -183,74 +196,94 @@ def _dispatch(run: TrainingRun, rec: _Recorder, resume_from: str | None) -> str:
     rec.set_phase(RunPhase.LOADING)
     if run.kind == RunKind.SAMPLE:
         return _sample(run, rec, algo, data)
+    planners = {RunKind.SFT: _plan_sft, RunKind.REWARD: _plan_reward, RunKind.RL: _plan_rl}
+    if run.kind not in planners:  # pragma: no cover - kinds are validated on creation
+        raise ValueError(f"unknown run kind {run.kind!r}")
 
     trained_on: dict = {"source": run.label_source, "dataset": dataset.name, "dataset_id": dataset.pk}
-    if run.kind == RunKind.SFT:
-        from .ml.sft import train_sft
-
-        examples = selectors.sft_examples(dataset=dataset, eval_fraction=data.eval_fraction,
-                                          max_examples=data.max_examples)
-        rec.line(f"SFT on {len(examples)} reference summaries from {base}")
-        trained_on["n_examples"] = len(examples)
-        if data.num_processes > 1:
-            result = _launch("sft", algo, examples, out_dir, rec, data.num_processes, resume_from)
-        else:
-            result = train_sft(algo, examples, out_dir, hooks=rec.hooks(), resume_from=resume_from)
-    elif run.kind == RunKind.REWARD:
-        from .ml.reward import train_reward
-
-        eval_pairs = selectors.human_pairs(dataset=dataset, held_out=True, eval_fraction=data.eval_fraction)
-        if run.label_source == LabelSource.AI:
-            pairs = selectors.ai_pairs(dataset=dataset, labeler_config=run.labeler_config,
-                                       eval_fraction=data.eval_fraction)
-            trained_on.update(labeler_config=run.labeler_config.name, labeler_config_id=run.labeler_config_id,
-                              ai_label_ids=[p["label_id"] for p in pairs[: data.max_examples or None]])
-        elif run.label_source == LabelSource.HYBRID:
-            pairs = selectors.hybrid_pairs(dataset=dataset, labeler_config=run.labeler_config,
-                                           eval_fraction=data.eval_fraction, human_campaign=data.hybrid_campaign)
-            used = pairs[: data.max_examples or None]
-            trained_on.update(labeler_config=run.labeler_config.name, labeler_config_id=run.labeler_config_id,
-                              hybrid_campaign=data.hybrid_campaign,
-                              n_human_pairs=sum(p["provenance"] == "human" for p in used),
-                              n_ai_pairs=sum(p["provenance"] == "ai" for p in used))
-        else:
-            pairs = selectors.human_pairs(dataset=dataset, held_out=False, eval_fraction=data.eval_fraction)
-            trained_on["human_label_ids"] = [p["label_id"] for p in pairs[: data.max_examples or None]]
-        pairs = pairs[: data.max_examples or None]
-        trained_on.update(n_pairs=len(pairs), eval_fraction=data.eval_fraction)
-        rec.line(f"reward model on {len(pairs)} {run.label_source} pairs, {len(eval_pairs)} held-out human labels, from {base}")
-        if data.num_processes > 1:
-            result = _launch("reward", algo, pairs, out_dir, rec, data.num_processes, resume_from, eval_data=eval_pairs)
-        else:
-            result = train_reward(algo, pairs, out_dir, eval_pairs=eval_pairs, hooks=rec.hooks(),
-                                  resume_from=resume_from)
-    elif run.kind == RunKind.RL:
-        from .ml.rl import train_rl
-
-        prompts = selectors.posts_for(dataset=dataset, held_out=False, eval_fraction=data.eval_fraction,
-                                      limit=data.max_examples)
-        if run.label_source == LabelSource.DIRECT_AI:
-            if data.num_processes > 1:
-                raise ValueError("num_processes: direct RLAIF scores with the labeler inside the worker; use 1")
-            reward_fn = services.direct_rlaif_reward_fn(run.labeler_config)
-            trained_on.update(labeler_config=run.labeler_config.name, labeler_config_id=run.labeler_config_id)
-        else:
-            from .ml.reward import RewardScorer
-
-            reward_fn = None if data.num_processes > 1 else RewardScorer(
-                str(selectors.artifact_abspath(run.reward_artifact)))
-            trained_on.update(reward_artifact=run.reward_artifact.name, reward_artifact_id=run.reward_artifact_id,
-                              reward_trained_on=run.reward_artifact.trained_on)
-        trained_on["n_prompts"] = len(prompts)
-        rec.line(f"RL on {len(prompts)} posts from {base}, reward: {run.label_source}")
-        if data.num_processes > 1:
-            result = _launch("rl", algo, prompts, out_dir, rec, data.num_processes, resume_from,
-                             reward_model=str(selectors.artifact_abspath(run.reward_artifact)))
-        else:
-            result = train_rl(algo, prompts, reward_fn, out_dir, hooks=rec.hooks(), resume_from=resume_from)
-    else:  # pragma: no cover - kinds are validated on creation
-        raise ValueError(f"unknown run kind {run.kind!r}")
+    plan = planners[run.kind](run, rec, data, base, trained_on)
+    if data.num_processes > 1:
+        result = _launch(plan.algorithm, algo, plan.records, out_dir, rec, data.num_processes, resume_from,
+                         **plan.launch_extra)
+    else:
+        result = plan.train_here(algo, plan.records, out_dir, hooks=rec.hooks(), resume_from=resume_from)
     return _finish(run, rec, result, trained_on, data.policy_name if hasattr(data, "policy_name") else "")
+
+
+def _plan_sft(run: TrainingRun, rec: _Recorder, data, base: str, trained_on: dict) -> _Plan:
+    from .ml.sft import train_sft
+
+    examples = selectors.sft_examples(dataset=run.dataset, eval_fraction=data.eval_fraction,
+                                      max_examples=data.max_examples)
+    rec.line(f"SFT on {len(examples)} reference summaries from {base}")
+    trained_on["n_examples"] = len(examples)
+    return _Plan("sft", examples, train_sft)
+
+
+def _reward_pairs(run: TrainingRun, data, trained_on: dict) -> list[dict]:
+    """The pairs a reward model trains on, from the run's label source; notes their provenance in `trained_on`."""
+    dataset = run.dataset
+    if run.label_source == LabelSource.AI:
+        pairs = selectors.ai_pairs(dataset=dataset, labeler_config=run.labeler_config,
+                                   eval_fraction=data.eval_fraction)
+        trained_on.update(labeler_config=run.labeler_config.name, labeler_config_id=run.labeler_config_id,
+                          ai_label_ids=[p["label_id"] for p in pairs[: data.max_examples or None]])
+    elif run.label_source == LabelSource.HYBRID:
+        pairs = selectors.hybrid_pairs(dataset=dataset, labeler_config=run.labeler_config,
+                                       eval_fraction=data.eval_fraction, human_campaign=data.hybrid_campaign)
+        used = pairs[: data.max_examples or None]
+        trained_on.update(labeler_config=run.labeler_config.name, labeler_config_id=run.labeler_config_id,
+                          hybrid_campaign=data.hybrid_campaign,
+                          n_human_pairs=sum(p["provenance"] == "human" for p in used),
+                          n_ai_pairs=sum(p["provenance"] == "ai" for p in used))
+    else:
+        pairs = selectors.human_pairs(dataset=dataset, held_out=False, eval_fraction=data.eval_fraction)
+        trained_on["human_label_ids"] = [p["label_id"] for p in pairs[: data.max_examples or None]]
+    return pairs[: data.max_examples or None]
+
+
+def _plan_reward(run: TrainingRun, rec: _Recorder, data, base: str, trained_on: dict) -> _Plan:
+    from .ml.reward import train_reward
+
+    eval_pairs = selectors.human_pairs(dataset=run.dataset, held_out=True, eval_fraction=data.eval_fraction)
+    pairs = _reward_pairs(run, data, trained_on)
+    trained_on.update(n_pairs=len(pairs), eval_fraction=data.eval_fraction)
+    rec.line(f"reward model on {len(pairs)} {run.label_source} pairs, {len(eval_pairs)} held-out human labels, from {base}")
+    return _Plan("reward", pairs, functools.partial(train_reward, eval_pairs=eval_pairs),
+                 launch_extra={"eval_data": eval_pairs})
+
+
+def _rl_reward_fn(run: TrainingRun, data, trained_on: dict):
+    """The RL reward: the labeler's score (direct RLAIF) or a reward model (None when the launched
+    processes load it themselves)."""
+    if run.label_source == LabelSource.DIRECT_AI:
+        if data.num_processes > 1:
+            raise ValueError("num_processes: direct RLAIF scores with the labeler inside the worker; use 1")
+        trained_on.update(labeler_config=run.labeler_config.name, labeler_config_id=run.labeler_config_id)
+        return services.direct_rlaif_reward_fn(run.labeler_config)
+    from .ml.reward import RewardScorer
+
+    reward_fn = None if data.num_processes > 1 else RewardScorer(str(selectors.artifact_abspath(run.reward_artifact)))
+    trained_on.update(reward_artifact=run.reward_artifact.name, reward_artifact_id=run.reward_artifact_id,
+                      reward_trained_on=run.reward_artifact.trained_on)
+    return reward_fn
+
+
+def _plan_rl(run: TrainingRun, rec: _Recorder, data, base: str, trained_on: dict) -> _Plan:
+    from .ml.rl import train_rl
+
+    prompts = selectors.posts_for(dataset=run.dataset, held_out=False, eval_fraction=data.eval_fraction,
+                                  limit=data.max_examples)
+    reward_fn = _rl_reward_fn(run, data, trained_on)
+    trained_on["n_prompts"] = len(prompts)
+    rec.line(f"RL on {len(prompts)} posts from {base}, reward: {run.label_source}")
+    launch_extra = ({"reward_model": str(selectors.artifact_abspath(run.reward_artifact))}
+                    if data.num_processes > 1 else {})
+
+    def train_here(algo, records: list[dict], out_dir: Path, **kwargs) -> TrainResult:
+        return train_rl(algo, records, reward_fn, out_dir, **kwargs)
+
+    return _Plan("rl", prompts, train_here, launch_extra)
 
 
 def _launch(algorithm: str, algo, records: list[dict], out_dir: Path, rec: _Recorder, processes: int,
@@ -318,14 +351,14 @@ def _finish(run: TrainingRun, rec: _Recorder, result: TrainResult, trained_on: d
         return "lost"
     rec.flush()
     if result.status == "stopped":
-        services.run_stopped(run_id=run.pk, step=result.step)
+        services.training_run_stop(run_id=run.pk, step=result.step)
         return RunStatus.CANCELLED
     summary = dict(result.summary, checkpoint_step=result.step)
     if run.kind in (RunKind.SFT, RunKind.RL) and result.output_dir:
         rec.set_phase(RunPhase.EVALUATING)
         summary["samples"] = _show_samples(run, result.output_dir)
     rec.set_phase(RunPhase.SAVING)
-    services.run_finish(run_id=run.pk, output_dir=result.output_dir, summary=summary, trained_on=trained_on,
+    services.training_run_finish(run_id=run.pk, output_dir=result.output_dir, summary=summary, trained_on=trained_on,
                         policy_name=policy_name)
     return RunStatus.DONE
 
@@ -364,12 +397,12 @@ def _sample(run: TrainingRun, rec: _Recorder, algo, data) -> str:
         return "lost"
     if rec.should_stop():
         rec.flush()
-        services.run_stopped(run_id=run.pk, step=rec.step)
+        services.training_run_stop(run_id=run.pk, step=rec.step)
         return RunStatus.CANCELLED
     compare_with = [n.strip() for n in data.compare_with.split(",") if n.strip()]
     rec.set_phase(RunPhase.SAVING)
     counts = services.policy_samples_write(policy=policy, posts=posts, texts=texts, compare_with=compare_with)
     rec.flush()
-    services.run_finish(run_id=run.pk, output_dir="", summary=dict(counts, posts=len(posts), policy=policy.name),
+    services.training_run_finish(run_id=run.pk, output_dir="", summary=dict(counts, posts=len(posts), policy=policy.name),
                         trained_on={}, extra_log=f"wrote {counts}")
     return RunStatus.DONE

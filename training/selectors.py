@@ -155,6 +155,16 @@ def run_get(pk: int) -> TrainingRun:
                                                "labeler_config").get(pk=pk))
 
 
+def training_run_cancel_requested(*, run_id: int) -> bool:
+    """Whether someone asked the run to stop (the worker polls this)."""
+    return TrainingRun.objects.filter(pk=run_id, cancel_requested=True).exists()
+
+
+def training_run_heartbeat_at(*, run_id: int):
+    """When the run's worker last showed it was alive (None: never)."""
+    return TrainingRun.objects.values_list("heartbeat_at", flat=True).get(pk=run_id)
+
+
 def run_artifacts(run: TrainingRun) -> QuerySet[ModelArtifact]:
     return run.artifacts.select_related("policy").prefetch_related("parents").order_by("pk")
 

@@ -81,17 +81,73 @@ def _enqueue(run_id: int) -> None:
     run_training.apply_async(args=[run_id], queue="gpu")
 
 
-@transaction.atomic
-def training_run_create(*, kind: str, created_by=None, name: str = "", base_checkpoint: str = "",
-                        base_artifact: Any = None, dataset: Any = None, label_source: str = "",
-                        labeler_config: Any = None, reward_artifact: Any = None,
-                        hyperparameters: dict | None = None, enqueue: bool = True, **extra: Any) -> TrainingRun:
-    """Validate and create a run, then queue it on `gpu` when the transaction commits.
+def _check_base(kind: str, base_artifact: Any, base_checkpoint: str) -> tuple[ModelArtifact | None, str]:
+    """The run's base as (artifact or None, stored base_checkpoint)."""
+    base = _artifact(base_artifact, "base_artifact")
+    if base is None and base_checkpoint.startswith("artifact:"):
+        base = _artifact(base_checkpoint, "base_checkpoint")
+    if base is None and not base_checkpoint:
+        base = selectors.default_base_artifact(kind)
+        if base is None:
+            raise ValidationError({"base_checkpoint": "give a base checkpoint or artifact (none to default to)"})
+    if base is not None:
+        return base, f"artifact:{base.pk}"
+    try:
+        return None, run_params.check_base_checkpoint(base_checkpoint, artifact_root=settings.ARTIFACT_ROOT)
+    except ValueError as exc:
+        raise ValidationError({"base_checkpoint": str(exc)}) from exc
 
-    Extra keyword arguments are hyperparameters (e.g. `max_steps=3`). Objects may be given as
-    instances, primary keys or names; `base_checkpoint` may be "artifact:<id>" or a Hugging Face
-    name / local path. Raises ValidationError naming the field at fault.
-    """
+
+def _check_reward_source(label_source: str, labeler_config, hp: dict) -> str:
+    label_source = label_source or LabelSource.HUMAN
+    if label_source not in (LabelSource.HUMAN, LabelSource.AI, LabelSource.HYBRID):
+        raise ValidationError({"label_source": "a reward model trains on human, AI or hybrid labels"})
+    if label_source in (LabelSource.AI, LabelSource.HYBRID) and labeler_config is None:
+        what = "AI" if label_source == LabelSource.AI else "Hybrid"
+        raise ValidationError({"labeler_config": f"{what} labels need a labeler config"})
+    if hp.get("hybrid_campaign") and label_source != LabelSource.HYBRID:
+        raise ValidationError({"hyperparameters": "hybrid_campaign applies to --source hybrid only"})
+    if hp.get("hybrid_campaign") and not Campaign.objects.filter(name=hp["hybrid_campaign"]).exists():
+        raise ValidationError({"hyperparameters": f"hybrid_campaign: no campaign {hp['hybrid_campaign']!r}"})
+    return label_source
+
+
+def _check_rl_source(label_source: str, labeler_config, reward_artifact) -> str:
+    label_source = label_source or (LabelSource.DIRECT_AI if labeler_config and not reward_artifact
+                                    else LabelSource.REWARD_MODEL)
+    if label_source == LabelSource.REWARD_MODEL:
+        if reward_artifact is None or reward_artifact.kind != ModelArtifact.Kind.REWARD:
+            raise ValidationError({"reward_artifact": "RL against a reward model needs a reward-model artifact"})
+    elif label_source == LabelSource.DIRECT_AI:
+        if labeler_config is None:
+            raise ValidationError({"labeler_config": "direct RLAIF needs an AI labeler config"})
+    else:
+        raise ValidationError({"label_source": "RL rewards come from a reward model or the AI labeler's score"})
+    return label_source
+
+
+def _check_label_source(kind: str, label_source: str, *, base, labeler_config, reward_artifact, hp: dict) -> str:
+    """The run's label source (its kind's default when empty), refused when the kind cannot use it."""
+    if kind == RunKind.SFT:
+        label_source = label_source or LabelSource.REFERENCES
+        if label_source != LabelSource.REFERENCES:
+            raise ValidationError({"label_source": "SFT trains on reference summaries"})
+    elif kind == RunKind.REWARD:
+        label_source = _check_reward_source(label_source, labeler_config, hp)
+    elif kind == RunKind.RL:
+        label_source = _check_rl_source(label_source, labeler_config, reward_artifact)
+    elif kind == RunKind.SAMPLE:
+        if base is None or base.kind != ModelArtifact.Kind.POLICY or base.policy_id is None:
+            raise ValidationError({"base_artifact": "sampling needs a policy artifact (one made by an SFT or RL run)"})
+    return label_source
+
+
+def training_run_check(*, kind: str, base_checkpoint: str = "", base_artifact: Any = None, dataset: Any = None,
+                       label_source: str = "", labeler_config: Any = None, reward_artifact: Any = None,
+                       hyperparameters: dict | None = None, **extra: Any) -> dict[str, Any]:
+    """Check a run's settings without writing anything; returns the TrainingRun fields they give
+    (objects resolved, the kind's default hyperparameters filled in). Arguments as for
+    `training_run_create`. Raises ValidationError naming the field at fault."""
     if kind not in RunKind.values:
         raise ValidationError({"kind": f"kind must be one of {RunKind.values}, got {kind!r}"})
     if hyperparameters is not None and not isinstance(hyperparameters, dict):
@@ -103,65 +159,38 @@ def training_run_create(*, kind: str, created_by=None, name: str = "", base_chec
         raise ValidationError({"dataset": "a dataset is required"})
     if dataset.archived_at is not None:
         raise ValidationError({"dataset": f"dataset {dataset.name!r} is archived; restore it in the admin to train on it"})
-    base = _artifact(base_artifact, "base_artifact")
-    if base is None and base_checkpoint.startswith("artifact:"):
-        base = _artifact(base_checkpoint, "base_checkpoint")
-    if base is None and not base_checkpoint:
-        base = selectors.default_base_artifact(kind)
-        if base is None:
-            raise ValidationError({"base_checkpoint": "give a base checkpoint or artifact (none to default to)"})
-    if base is not None:
-        base_checkpoint = f"artifact:{base.pk}"
-    else:
-        try:
-            base_checkpoint = run_params.check_base_checkpoint(base_checkpoint, artifact_root=settings.ARTIFACT_ROOT)
-        except ValueError as exc:
-            raise ValidationError({"base_checkpoint": str(exc)}) from exc
+    base, base_checkpoint = _check_base(kind, base_artifact, base_checkpoint)
     labeler_config = _labeler_config(labeler_config)
     reward_artifact = _artifact(reward_artifact, "reward_artifact")
-
-    if kind == RunKind.SFT:
-        label_source = label_source or LabelSource.REFERENCES
-        if label_source != LabelSource.REFERENCES:
-            raise ValidationError({"label_source": "SFT trains on reference summaries"})
-    elif kind == RunKind.REWARD:
-        label_source = label_source or LabelSource.HUMAN
-        if label_source not in (LabelSource.HUMAN, LabelSource.AI, LabelSource.HYBRID):
-            raise ValidationError({"label_source": "a reward model trains on human, AI or hybrid labels"})
-        if label_source in (LabelSource.AI, LabelSource.HYBRID) and labeler_config is None:
-            what = "AI" if label_source == LabelSource.AI else "Hybrid"
-            raise ValidationError({"labeler_config": f"{what} labels need a labeler config"})
-        if hp.get("hybrid_campaign") and label_source != LabelSource.HYBRID:
-            raise ValidationError({"hyperparameters": "hybrid_campaign applies to --source hybrid only"})
-        if hp.get("hybrid_campaign") and not Campaign.objects.filter(name=hp["hybrid_campaign"]).exists():
-            raise ValidationError({"hyperparameters": f"hybrid_campaign: no campaign {hp['hybrid_campaign']!r}"})
-    elif kind == RunKind.RL:
-        label_source = label_source or (LabelSource.DIRECT_AI if labeler_config and not reward_artifact
-                                        else LabelSource.REWARD_MODEL)
-        if label_source == LabelSource.REWARD_MODEL:
-            if reward_artifact is None or reward_artifact.kind != ModelArtifact.Kind.REWARD:
-                raise ValidationError({"reward_artifact": "RL against a reward model needs a reward-model artifact"})
-        elif label_source == LabelSource.DIRECT_AI:
-            if labeler_config is None:
-                raise ValidationError({"labeler_config": "direct RLAIF needs an AI labeler config"})
-        else:
-            raise ValidationError({"label_source": "RL rewards come from a reward model or the AI labeler's score"})
-    elif kind == RunKind.SAMPLE:
-        if base is None or base.kind != ModelArtifact.Kind.POLICY or base.policy_id is None:
-            raise ValidationError({"base_artifact": "sampling needs a policy artifact (one made by an SFT or RL run)"})
-
+    label_source = _check_label_source(kind, label_source, base=base, labeler_config=labeler_config,
+                                       reward_artifact=reward_artifact, hp=hp)
     try:
         run_params.split_params(kind, hp, max_processes=settings.TRAINING_MAX_PROCESSES)
     except ValueError as exc:
         raise ValidationError({"hyperparameters": str(exc)}) from exc
     full = run_params.defaults(kind, task=dataset.task)
     full.update(hp)
-    run = TrainingRun.objects.create(
-        name=name, kind=kind, base_checkpoint=base_checkpoint, base_artifact=base, dataset=dataset,
-        label_source=label_source, labeler_config=labeler_config, reward_artifact=reward_artifact,
-        hyperparameters=full, created_by=created_by,
-        log=f"{timezone.now():%Y-%m-%d %H:%M:%S} queued\n",
-    )
+    return {"kind": kind, "base_checkpoint": base_checkpoint, "base_artifact": base, "dataset": dataset,
+            "label_source": label_source, "labeler_config": labeler_config, "reward_artifact": reward_artifact,
+            "hyperparameters": full}
+
+
+@transaction.atomic
+def training_run_create(*, kind: str, created_by=None, name: str = "", base_checkpoint: str = "",
+                        base_artifact: Any = None, dataset: Any = None, label_source: str = "",
+                        labeler_config: Any = None, reward_artifact: Any = None,
+                        hyperparameters: dict | None = None, enqueue: bool = True, **extra: Any) -> TrainingRun:
+    """Validate (`training_run_check`) and create a run, then queue it on `gpu` when the transaction commits.
+
+    Extra keyword arguments are hyperparameters (e.g. `max_steps=3`). Objects may be given as
+    instances, primary keys or names; `base_checkpoint` may be "artifact:<id>" or a Hugging Face
+    name / local path. Raises ValidationError naming the field at fault.
+    """
+    fields = training_run_check(kind=kind, base_checkpoint=base_checkpoint, base_artifact=base_artifact,
+                                dataset=dataset, label_source=label_source, labeler_config=labeler_config,
+                                reward_artifact=reward_artifact, hyperparameters=hyperparameters, **extra)
+    run = TrainingRun.objects.create(name=name, created_by=created_by,
+                                     log=f"{timezone.now():%Y-%m-%d %H:%M:%S} queued\n", **fields)
     if enqueue:
         transaction.on_commit(lambda: _enqueue(run.pk))
     return run
@@ -265,7 +294,7 @@ def _recover(run: TrainingRun, why: str, max_recoveries: int | None = None, *, r
 
 
 @transaction.atomic
-def run_claim(*, run_id: int, token: str = "") -> tuple[str, TrainingRun | None]:
+def training_run_claim(*, run_id: int, token: str = "") -> tuple[str, TrainingRun | None]:
     """Give the run to the execution `token`: ("claimed", run) for a queued run; ("taken_over", run)
     for a run still marked running whose heartbeat is stale (its worker died and the task was
     redelivered: this execution goes on from the last checkpoint); ("busy", None) while another
@@ -299,12 +328,12 @@ def _owned(run_id: int, token: str | None):
     return qs.filter(lease_token=token) if token else qs
 
 
-def run_heartbeat(*, run_id: int, token: str | None = None) -> bool:
+def training_run_heartbeat(*, run_id: int, token: str | None = None) -> bool:
     """Move the run's heartbeat; False when the run is no longer this execution's (or not running)."""
     return _owned(run_id, token).filter(status=RunStatus.RUNNING).update(heartbeat_at=timezone.now()) > 0
 
 
-def run_progress(*, run_id: int, step: int, total: int, metrics: list[dict], log: str,
+def training_run_progress_set(*, run_id: int, step: int, total: int, metrics: list[dict], log: str,
                  token: str | None = None) -> None:
     _owned(run_id, token).update(
         step=step, total_steps=total, progress=min(1.0, step / total) if total else 0.0, metrics=metrics,
@@ -312,20 +341,20 @@ def run_progress(*, run_id: int, step: int, total: int, metrics: list[dict], log
     )
 
 
-def run_phase_set(*, run_id: int, phase: str, token: str | None = None) -> None:
+def training_run_phase_set(*, run_id: int, phase: str, token: str | None = None) -> None:
     """Record where a running run is (loading model, running, evaluating, saving) for its page."""
     if phase not in RunPhase.values:
         raise ValueError(f"phase: must be one of {RunPhase.values}, got {phase!r}")
     _owned(run_id, token).filter(status=RunStatus.RUNNING).update(phase=phase, heartbeat_at=timezone.now())
 
 
-def run_checkpoint_set(*, run_id: int, path: str, step: int, token: str | None = None) -> None:
+def training_run_checkpoint_set(*, run_id: int, path: str, step: int, token: str | None = None) -> None:
     """Record a checkpoint written to disk, with its step, in one write (the step a recovery names)."""
     _owned(run_id, token).update(checkpoint_path=path, summary={"checkpoint_step": step}, heartbeat_at=timezone.now())
 
 
 @transaction.atomic
-def run_fail(*, run_id: int, error: str) -> None:
+def training_run_fail(*, run_id: int, error: str) -> None:
     run = TrainingRun.objects.select_for_update().get(pk=run_id)
     run.status, run.error, run.finished_at = RunStatus.FAILED, error, timezone.now()
     _append_log(run, f"failed: {error.splitlines()[-1] if error else ''}")
@@ -333,7 +362,7 @@ def run_fail(*, run_id: int, error: str) -> None:
 
 
 @transaction.atomic
-def run_stopped(*, run_id: int, step: int) -> None:
+def training_run_stop(*, run_id: int, step: int) -> None:
     run = TrainingRun.objects.select_for_update().get(pk=run_id)
     run.status, run.finished_at, run.cancel_requested = RunStatus.CANCELLED, timezone.now(), False
     _append_log(run, f"cancelled at step {step}; resumable from {run.checkpoint_path}")
@@ -358,7 +387,7 @@ def _policy_kind(run: TrainingRun) -> str:
 
 
 @transaction.atomic
-def run_finish(*, run_id: int, output_dir: str, summary: dict, trained_on: dict, policy_name: str = "",
+def training_run_finish(*, run_id: int, output_dir: str, summary: dict, trained_on: dict, policy_name: str = "",
                extra_log: str = "") -> ModelArtifact | None:
     """Mark a run done; for sft/reward/rl runs, register its final checkpoint as an artifact."""
     run = TrainingRun.objects.select_for_update().get(pk=run_id)

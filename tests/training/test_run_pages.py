@@ -18,13 +18,13 @@ pytestmark = pytest.mark.django_db
 
 def test_runner_writes_each_phase(train_data, monkeypatch):
     seen: list[str] = []
-    real = services.run_phase_set
+    real = services.training_run_phase_set
 
     def record(*, run_id, phase, token=None):
         seen.append(phase)
         real(run_id=run_id, phase=phase, token=token)
 
-    monkeypatch.setattr(services, "run_phase_set", record)
+    monkeypatch.setattr(services, "training_run_phase_set", record)
     at_step: dict[int, str] = {}
     run = services.training_run_create(
         kind="reward", label_source="human", dataset="tldr-test", base_artifact=train_data["lm"], eval_fraction=0.5,
