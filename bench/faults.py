@@ -294,13 +294,13 @@ def scenario_db_kills(annotators: int, rounds: int, every_s: float, db_url: str,
     from django.db.models import Count
 
     from labeling.models import Comparison, HumanLabel
-    from labeling.services import queue
+    from labeling.services import assignments
 
     User = get_user_model()
     users = [User.objects.create_user(f"bench-annotator-{i}", password=None) for i in range(annotators)]
     pairs = list(Comparison.objects.filter(post__dataset__name="tldr").order_by("-pk")[:n_pairs])
     # Every annotator rates every pair, so the work outlasts the kill rounds.
-    campaign = queue.campaign_create(name="bench-faults", dataset="tldr", overlap=annotators, annotators=users,
+    campaign = assignments.campaign_create(name="bench-faults", dataset="tldr", overlap=annotators, annotators=users,
                                      comparisons=pairs, lease_seconds=600)
     acked: list[int] = []
     ack_times: list[float] = []
@@ -313,10 +313,10 @@ def scenario_db_kills(annotators: int, rounds: int, every_s: float, db_url: str,
         try:
             while not stop.is_set():
                 try:
-                    a = queue.next_assignment(campaign=campaign, user=user)
+                    a = assignments.assignment_next(campaign=campaign, user=user)
                     if a is None:
                         return
-                    label, _ = queue.label_submit(user=user, assignment_id=a.pk,
+                    label, _ = assignments.label_submit(user=user, assignment_id=a.pk,
                                                   preferred=rnd.choice(["left", "right"]), certainty=rnd.randint(1, 4))
                     with lock:
                         acked.append(label.pk)

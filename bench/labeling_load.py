@@ -147,7 +147,7 @@ def _make_campaign_and_sessions(c: int, overlap: int, run: str):
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
     from django.contrib.sessions.backends.db import SessionStore
 
-    from labeling.services.queue import campaign_create
+    from labeling.services.assignments import campaign_create
 
     User = get_user_model()
     users = [User(username=f"bench-{run}-{i}") for i in range(c)]

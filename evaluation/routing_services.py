@@ -9,7 +9,7 @@ from django.db import transaction
 
 from labeling.judges import trust
 from labeling.models import Campaign, Comparison, Dataset, HumanLabel, LabelerConfig
-from labeling.services.queue import CampaignError
+from labeling.services.assignments import CampaignError
 from labeling.services.routing import routing_campaign_create
 from training import params as run_params
 from training.models import LabelSource, RunKind

@@ -1,5 +1,5 @@
 """Campaign pages for staff, without the admin: create a campaign (dataset, which pairs, overlap,
-annotators or a group, gold share, guidelines) through `services.queue.campaign_create`, and the
+annotators or a group, gold share, guidelines) through `services.assignments.campaign_create`, and the
 list of campaigns with their progress; each campaign's progress and agreement page is
 `views_rating.campaign_stats`."""
 from __future__ import annotations
@@ -16,8 +16,8 @@ from rlaif_site.permissions import staff_required
 from .guidelines import DEFAULT_GUIDELINES
 from .models import Dataset
 from .selectors import rating as selectors
-from .services import queue
-from .services.queue import CampaignError
+from .services import assignments
+from .services.assignments import CampaignError
 
 _STAFF_ONLY = "Only staff can create and watch campaigns."
 
@@ -60,7 +60,7 @@ def campaign_new(request):
             form.add_error(None, "No pair of this dataset matches the filter: nothing to rate.")
         else:
             try:
-                campaign = queue.campaign_create(
+                campaign = assignments.campaign_create(
                     name=d["name"], dataset=d["dataset"], overlap=d["overlap"], annotators=list(d["annotators"]),
                     group=d["group"], comparisons=ids, gold_share=d["gold_share"], guidelines=d["guidelines"],
                     created_by=request.user)

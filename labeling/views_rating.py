@@ -1,4 +1,4 @@
-"""Views of the human rating pages: thin wrappers around `services.queue` and `selectors.rating`.
+"""Views of the human rating pages: thin wrappers around `services.assignments` and `selectors.rating`.
 
 HTML (htmx) endpoints swap the `#pair` box; JSON endpoints serve scripts and the load benchmark:
 
@@ -19,8 +19,8 @@ from django.views.decorators.http import require_GET, require_POST
 from rlaif_site.permissions import staff_required
 
 from .selectors import rating as selectors
-from .services import queue
-from .services.queue import CERTAINTY_LABELS, QueueError
+from .services import assignments
+from .services.assignments import CERTAINTY_LABELS, QueueError
 
 CERTAINTY_CHOICES = [(v, w, k) for (v, w), k in zip(CERTAINTY_LABELS.items(), "qwer")]
 _STATUS = {"not_your_lease": 403, "lease_expired": 409, "already_answered": 409, "nothing_to_undo": 409,
@@ -102,7 +102,7 @@ def _pair_partial(request: HttpRequest, campaign, notice: str = "", error: str =
 
     `restore` (from an undo) pre-fills the earlier choice, certainty and notes when it belongs to
     the pair shown."""
-    assignment = queue.next_assignment(campaign=campaign, user=request.user)
+    assignment = assignments.assignment_next(campaign=campaign, user=request.user)
     ctx = {
         "campaign": campaign, "notice": notice, "error": error, "certainty_choices": CERTAINTY_CHOICES,
         "progress": selectors.progress(campaign=campaign, user=request.user),
@@ -131,11 +131,11 @@ def pair_next(request: HttpRequest, pk: int) -> HttpResponse:
 def pair_submit(request: HttpRequest, cpk: int, pk: int) -> HttpResponse:
     campaign = _campaign(request, cpk)
     try:
-        queue.label_submit(user=request.user, assignment_id=pk, **_answer(request))
+        assignments.label_submit(user=request.user, assignment_id=pk, **_answer(request))
     except ValueError as exc:
         return _pair_partial(request, campaign, error=str(exc))
     except QueueError as exc:
-        if isinstance(exc, queue.LeaseNotYours):
+        if isinstance(exc, assignments.LeaseNotYours):
             return HttpResponse(str(exc), status=403)
         return _pair_partial(request, campaign, error=str(exc))
     return _pair_partial(request, campaign, notice="Saved.")
@@ -145,8 +145,8 @@ def pair_submit(request: HttpRequest, cpk: int, pk: int) -> HttpResponse:
 def pair_skip(request: HttpRequest, cpk: int, pk: int) -> HttpResponse:
     campaign = _campaign(request, cpk)
     try:
-        queue.skip(user=request.user, assignment_id=pk)
-    except queue.LeaseNotYours as exc:
+        assignments.assignment_skip(user=request.user, assignment_id=pk)
+    except assignments.LeaseNotYours as exc:
         return HttpResponse(str(exc), status=403)
     except QueueError as exc:
         return _pair_partial(request, campaign, error=str(exc))
@@ -160,7 +160,7 @@ def pair_undo(request: HttpRequest, pk: int) -> HttpResponse:
     campaign = _campaign(request, pk)
     from_history = request.POST.get("from") == "history"
     try:
-        a = queue.undo_last(user=request.user, campaign=campaign)
+        a = assignments.assignment_undo(user=request.user, campaign=campaign)
     except QueueError as exc:
         if from_history:
             messages.error(request, str(exc))
@@ -185,7 +185,7 @@ def api_next(request: HttpRequest, pk: int) -> JsonResponse:
     campaign = selectors.rating_campaign(request.user, pk)
     if campaign is None:
         return JsonResponse({"error": "not_found"}, status=404)
-    assignment = queue.next_assignment(campaign=campaign, user=request.user)
+    assignment = assignments.assignment_next(campaign=campaign, user=request.user)
     if assignment is None:
         return JsonResponse({"assignment": None})
     return JsonResponse({
@@ -197,7 +197,7 @@ def api_next(request: HttpRequest, pk: int) -> JsonResponse:
 @require_POST
 def api_submit(request: HttpRequest, pk: int) -> JsonResponse:
     try:
-        label, created = queue.label_submit(user=request.user, assignment_id=pk, **_answer(request))
+        label, created = assignments.label_submit(user=request.user, assignment_id=pk, **_answer(request))
     except ValueError as exc:
         return JsonResponse({"error": "bad_input", "detail": str(exc)}, status=400)
     except QueueError as exc:

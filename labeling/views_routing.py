@@ -15,7 +15,7 @@ from rlaif_site import permissions
 from .judges.trust import CRITERIA
 from .models import Campaign, Dataset, LabelerConfig
 from .selectors import trust as sel
-from .services.queue import CampaignError
+from .services.assignments import CampaignError
 from .services.routing import routing_campaign_create
 
 

@@ -104,7 +104,7 @@ def test_every_core_exists():
     ("training.ml.reward", "import labeling.judges.labeler", "labeling.judges.labeler"),
     ("evaluation.metrics", "from . import selectors", "evaluation.selectors"),
     ("labeling.formats", "from labeling.models import Post", "labeling.models.Post"),
-    ("labeling.services.queue", "from training import services", "training.services"),
+    ("labeling.services.assignments", "from training import services", "training.services"),
     ("labeling.views", "from evaluation.metrics import share", "evaluation.metrics.share"),
     ("training.services", "from evaluation import compute", "evaluation.compute"),
 ])

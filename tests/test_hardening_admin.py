@@ -199,7 +199,7 @@ def test_an_archived_dataset_takes_no_new_work(django_user_model):
     from django.core.exceptions import ValidationError
 
     from labeling.services.datasets import datasets_archive
-    from labeling.services.queue import CampaignError, campaign_create
+    from labeling.services.assignments import CampaignError, campaign_create
     from training import services as training
 
     comparison_import(path=DATA, dataset="old")

@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from labeling.models import Campaign, HumanLabel
-from labeling.services import queue
+from labeling.services import assignments
 from tests.rating.conftest import make_dataset
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 def setup(require_postgres, django_user_model, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     users = [django_user_model.objects.create_user(f"r{i}", password="x-pass-123") for i in range(2)]
-    campaign = queue.campaign_create(name="closing", dataset=make_dataset("closing", n=4), annotators=users)
+    campaign = assignments.campaign_create(name="closing", dataset=make_dataset("closing", n=4), annotators=users)
     return campaign, users
 
 
@@ -45,8 +45,8 @@ def test_json_submit_refused_like_the_rating_page(client, setup, how):
     page = client.post(reverse("labeling:pair_submit", args=[campaign.pk, lease]), {"preferred": "left"},
                        HTTP_HX_REQUEST="true")
     assert page.status_code == 404
-    with pytest.raises(queue.CampaignClosed):
-        queue.skip(user=me, assignment_id=lease)
+    with pytest.raises(assignments.CampaignClosed):
+        assignments.assignment_skip(user=me, assignment_id=lease)
     assert HumanLabel.objects.count() == 0
 
 
@@ -55,7 +55,7 @@ def test_the_rule_follows_the_assignment_not_the_url(client, setup, django_user_
     campaign, (me, _) = setup
     client.force_login(me)
     lease = _lease(client, campaign)
-    other = queue.campaign_create(name="open", dataset=make_dataset("open", n=2), annotators=[me])
+    other = assignments.campaign_create(name="open", dataset=make_dataset("open", n=2), annotators=[me])
     _close(campaign, me, "deactivated")
     client.post(reverse("labeling:pair_submit", args=[other.pk, lease]), {"preferred": "left"}, HTTP_HX_REQUEST="true")
     assert HumanLabel.objects.count() == 0

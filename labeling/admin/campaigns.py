@@ -1,7 +1,7 @@
 """Admin: campaigns, their items and the lease queue.
 
 Adding a campaign here fills it with items (the dataset's comparisons plus its gold share) in the
-same transaction, through `services.queue.campaign_add_items`.
+same transaction, through `services.assignments.campaign_add_items`.
 """
 from django import forms
 from django.contrib import admin, messages
@@ -11,7 +11,7 @@ from django.utils.html import format_html
 
 from ..guidelines import DEFAULT_GUIDELINES
 from ..models import Assignment, Campaign, CampaignItem, Comparison
-from ..services import queue
+from ..services import assignments
 
 
 class CampaignForm(forms.ModelForm):
@@ -77,14 +77,14 @@ class CampaignAdmin(admin.ModelAdmin):
         super().save_related(request, form, formsets, change)
         if not change:
             try:
-                n = queue.campaign_add_items(campaign=form.instance)
-            except queue.CampaignError as exc:
+                n = assignments.campaign_add_items(campaign=form.instance)
+            except assignments.CampaignError as exc:
                 raise forms.ValidationError(str(exc)) from exc
             self.message_user(request, f"{n} pairs added to the campaign.", messages.SUCCESS)
 
     @admin.action(description="Mark expired leases as expired")
     def expire_stale_leases(self, request, queryset):
-        n = sum(queue.expire_leases(campaign=c) for c in queryset)
+        n = sum(assignments.expire_leases(campaign=c) for c in queryset)
         self.message_user(request, f"{n} leases marked expired.")
 
 

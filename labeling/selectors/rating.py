@@ -149,7 +149,7 @@ class HistoryRow:
 
 def history_rows(*, campaign: Campaign, user, limit: int = 100) -> list[HistoryRow]:
     """`history` in the rating page's words and order (Summary 1/2 as shown, certainty words)."""
-    from ..services.queue import CERTAINTY_LABELS, answer_as_shown
+    from ..services.assignments import CERTAINTY_LABELS, answer_as_shown
 
     rows = []
     for a in history(campaign=campaign, user=user, limit=limit):

@@ -14,7 +14,7 @@ from django.db import transaction
 from ..judges import trust
 from ..models import AILabel, AILabelTrust, Campaign, Dataset, LabelerConfig, RoutingPick
 from ..selectors.trust import uncertainty_ranking
-from .queue import CampaignError, campaign_create
+from .assignments import CampaignError, campaign_create
 
 _FIELDS = ["margin", "consistent", "order_gap", "n_other_configs", "config_agreement", "sample_p_a", "sample_spread"]
 _CHUNK = 2000

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from labeling.models import AILabel, AILabelTrust, Campaign, LabelerConfig, RoutingPick
 from labeling.services import ai_labeling
-from labeling.services.queue import CampaignError
+from labeling.services.assignments import CampaignError
 from labeling.services.routing import routing_campaign_create, trust_signals_backfill
 
 from .conftest import make_world

@@ -21,13 +21,13 @@ def _work(user_id: int, campaign_id: int, start, errors) -> None:
     from django.contrib.auth import get_user_model
 
     from labeling.models import Campaign
-    from labeling.services.queue import label_submit, next_assignment
+    from labeling.services.assignments import label_submit, assignment_next
 
     user = get_user_model().objects.get(pk=user_id)
     campaign = Campaign.objects.get(pk=campaign_id)
     start.wait()
     try:
-        while (a := next_assignment(campaign=campaign, user=user)) is not None:
+        while (a := assignment_next(campaign=campaign, user=user)) is not None:
             label_submit(user=user, assignment_id=a.pk, preferred="left")
     except Exception as exc:  # noqa: BLE001 - counted and printed
         print(f"worker {user_id}: {exc!r}", file=sys.stderr)
@@ -50,7 +50,7 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     sys.path.insert(0, ".")
     from labeling.models import HumanLabel
-    from labeling.services.queue import campaign_create
+    from labeling.services.assignments import campaign_create
     from tests.rating.conftest import make_dataset
 
     users = [get_user_model().objects.create(username=f"sq{i}") for i in range(args.processes)]

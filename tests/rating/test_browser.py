@@ -8,7 +8,7 @@ import os
 import pytest
 
 from labeling.models import Assignment, HumanLabel
-from labeling.services.queue import campaign_create
+from labeling.services.assignments import campaign_create
 
 from .conftest import make_dataset
 

@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from labeling.models import Campaign, HumanLabel
-from labeling.services.queue import campaign_create, label_submit, next_assignment, skip
+from labeling.services.assignments import campaign_create, label_submit, assignment_next, assignment_skip
 
 from .conftest import make_dataset
 
@@ -55,7 +55,7 @@ def test_filter_subreddit_and_unlabelled_only_and_a_group(client, staff_user, us
     assert c.group == group and [i.comparison.post_id for i in c.items.select_related("comparison")] == [first.pk]
     # a pair that has a human label is left out of a new "unlabelled only" campaign
     old = campaign_create(name="old", dataset=ds, annotators=[users[0]])
-    lease = next_assignment(campaign=old, user=users[0])
+    lease = assignment_next(campaign=old, user=users[0])
     label_submit(user=users[0], assignment_id=lease.pk, preferred="left")
     labelled = HumanLabel.objects.get().comparison_id
     client.post(reverse("labeling:campaign_new"), _form(ds, name="fresh", annotators=[users[1].pk]))
@@ -95,10 +95,10 @@ def test_annotators_get_the_403_page(client, users):
 def test_history_in_the_rating_page_words_and_undo_from_history(client, users):
     ds = make_dataset("hist", n=3)
     c = campaign_create(name="hist", dataset=ds, annotators=[users[0]], undo_seconds=120)
-    a = next_assignment(campaign=c, user=users[0])
+    a = assignment_next(campaign=c, user=users[0])
     label_submit(user=users[0], assignment_id=a.pk, preferred="right", certainty=2, note_right="too long")
-    b = next_assignment(campaign=c, user=users[0])
-    skip(user=users[0], assignment_id=b.pk)
+    b = assignment_next(campaign=c, user=users[0])
+    assignment_skip(user=users[0], assignment_id=b.pk)
     client.force_login(users[0])
     page = client.get(reverse("labeling:history", args=[c.pk])).content.decode()
     assert "Summary 2 is better</strong>, somewhat" in page and "Summary 2: too long" in page
@@ -116,7 +116,7 @@ def test_history_in_the_rating_page_words_and_undo_from_history(client, users):
 
 def test_undo_from_history_fills_in_the_earlier_answer(client, users):
     c = campaign_create(name="h2", dataset=make_dataset("h2", n=2), annotators=[users[0]], undo_seconds=120)
-    a = next_assignment(campaign=c, user=users[0])
+    a = assignment_next(campaign=c, user=users[0])
     label_submit(user=users[0], assignment_id=a.pk, preferred="right", certainty=2, note_right="too long")
     client.force_login(users[0])
     assert "Undo my last answer" in client.get(reverse("labeling:history", args=[c.pk])).content.decode()

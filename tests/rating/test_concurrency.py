@@ -16,7 +16,7 @@ from django.db import connections
 from django.utils import timezone
 
 from labeling.models import Assignment, HumanLabel
-from labeling.services.queue import campaign_create, label_submit, next_assignment
+from labeling.services.assignments import campaign_create, label_submit, assignment_next
 
 from .conftest import make_dataset
 
@@ -52,7 +52,7 @@ def test_many_annotators_at_once_never_exceed_overlap_or_double_assign(require_p
     got: dict[int, int | None] = {}
 
     def ask(i: int) -> None:
-        a = next_assignment(campaign=campaign, user=users[i])
+        a = assignment_next(campaign=campaign, user=users[i])
         got[i] = a.item_id if a else None
 
     assert _run_threads(16, ask) == []
@@ -61,7 +61,7 @@ def test_many_annotators_at_once_never_exceed_overlap_or_double_assign(require_p
 
     # Round 2: everyone loops next/submit until the queue is dry.
     def work(i: int) -> None:
-        while (a := next_assignment(campaign=campaign, user=users[i])) is not None:
+        while (a := assignment_next(campaign=campaign, user=users[i])) is not None:
             label_submit(user=users[i], assignment_id=a.pk, preferred="left" if i % 2 else "right")
 
     assert _run_threads(16, work) == []
@@ -79,12 +79,12 @@ def test_expired_lease_is_reassigned_under_concurrency(require_postgres, django_
     campaign = campaign_create(name="exp", dataset=make_dataset("exp", n=1), overlap=1, annotators=users,
                                lease_seconds=60)
     now = timezone.now()
-    first = next_assignment(campaign=campaign, user=users[0], now=now)
+    first = assignment_next(campaign=campaign, user=users[0], now=now)
     later = now + timedelta(seconds=61)
     got: dict[int, int | None] = {}
 
     def ask(i: int) -> None:
-        a = next_assignment(campaign=campaign, user=users[i + 1], now=later)
+        a = assignment_next(campaign=campaign, user=users[i + 1], now=later)
         got[i] = a.pk if a else None
 
     assert _run_threads(8, ask) == []

@@ -11,10 +11,10 @@ from django.utils import timezone
 from labeling.guidelines import DEFAULT_GUIDELINES
 from labeling.models import Assignment, Campaign, CampaignItem, Comparison, HumanLabel
 from labeling.selectors.rating import agreement_report, allowed_campaigns, progress
-from labeling.services import queue
-from labeling.services.queue import (
+from labeling.services import assignments
+from labeling.services.assignments import (
     AlreadyAnswered, CampaignError, LeaseExpired, LeaseNotYours, NothingToUndo, campaign_create,
-    label_submit, next_assignment, skip, to_canonical, undo_last,
+    label_submit, assignment_next, assignment_skip, to_canonical, assignment_undo,
 )
 
 from .conftest import make_dataset
@@ -86,8 +86,8 @@ def test_gold_share_mixes_in_gold_pairs():
 
 def test_next_is_idempotent_and_submit_maps_back_to_canonical(dataset, users):
     c = campaign_create(name="c", dataset=dataset, annotators=users)
-    a = next_assignment(campaign=c, user=users[0])
-    assert next_assignment(campaign=c, user=users[0]).pk == a.pk  # a retry returns the same lease
+    a = assignment_next(campaign=c, user=users[0])
+    assert assignment_next(campaign=c, user=users[0]).pk == a.pk  # a retry returns the same lease
     label, created = label_submit(user=users[0], assignment_id=a.pk, preferred="left", certainty=4, note_left="good")
     assert created
     assert label.choice == (0 if a.a_shown_first else 1)
@@ -104,7 +104,7 @@ def test_randomization_records_both_orders(dataset, users):
     c = campaign_create(name="c", dataset=make_dataset("many", n=40), annotators=users)
     seen = set()
     for _ in range(40):
-        a = next_assignment(campaign=c, user=users[0])
+        a = assignment_next(campaign=c, user=users[0])
         seen.add(a.a_shown_first)
         label_submit(user=users[0], assignment_id=a.pk, preferred="left")
     assert seen == {True, False}  # chance of failing: 2 * 0.5**40
@@ -112,7 +112,7 @@ def test_randomization_records_both_orders(dataset, users):
 
 def test_double_submit_stores_one_label_and_other_answer_refused(dataset, users):
     c = campaign_create(name="c", dataset=dataset, annotators=users)
-    a = next_assignment(campaign=c, user=users[0])
+    a = assignment_next(campaign=c, user=users[0])
     first, _ = label_submit(user=users[0], assignment_id=a.pk, preferred="right", certainty=2)
     again, created = label_submit(user=users[0], assignment_id=a.pk, preferred="right", certainty=2)
     assert again.pk == first.pk and not created
@@ -123,11 +123,11 @@ def test_double_submit_stores_one_label_and_other_answer_refused(dataset, users)
 
 def test_submit_on_someone_elses_lease_is_refused(dataset, users):
     c = campaign_create(name="c", dataset=dataset, annotators=users)
-    a = next_assignment(campaign=c, user=users[0])
+    a = assignment_next(campaign=c, user=users[0])
     with pytest.raises(LeaseNotYours):
         label_submit(user=users[1], assignment_id=a.pk, preferred="left")
     with pytest.raises(LeaseNotYours):
-        skip(user=users[1], assignment_id=a.pk)
+        assignment_skip(user=users[1], assignment_id=a.pk)
     assert HumanLabel.objects.count() == 0
 
 
@@ -137,7 +137,7 @@ def test_overlap_is_respected_and_no_annotator_sees_a_pair_twice(users):
     per_user = {}
     for u in users:
         per_user[u.pk] = []
-        while (a := next_assignment(campaign=c, user=u)) is not None:
+        while (a := assignment_next(campaign=c, user=u)) is not None:
             per_user[u.pk].append(a.item_id)
             label_submit(user=u, assignment_id=a.pk, preferred="left")
     assert all(len(items) == len(set(items)) for items in per_user.values())
@@ -149,33 +149,33 @@ def test_overlap_is_respected_and_no_annotator_sees_a_pair_twice(users):
 def test_expired_lease_returns_pair_to_pool_and_late_submit_is_refused(users):
     c = campaign_create(name="c", dataset=make_dataset("one", n=1), annotators=users, lease_seconds=60)
     now = timezone.now()
-    a = next_assignment(campaign=c, user=users[0], now=now)
-    assert next_assignment(campaign=c, user=users[1], now=now) is None  # leased out
+    a = assignment_next(campaign=c, user=users[0], now=now)
+    assert assignment_next(campaign=c, user=users[1], now=now) is None  # leased out
     later = now + timedelta(seconds=61)
-    b = next_assignment(campaign=c, user=users[1], now=later)
+    b = assignment_next(campaign=c, user=users[1], now=later)
     assert b is not None and b.item_id == a.item_id
     with pytest.raises(LeaseExpired):
         label_submit(user=users[0], assignment_id=a.pk, preferred="left", now=later)
     label_submit(user=users[1], assignment_id=b.pk, preferred="left", now=later)
     assert HumanLabel.objects.count() == 1
-    assert next_assignment(campaign=c, user=users[0], now=later) is None  # saw it once; not again
+    assert assignment_next(campaign=c, user=users[0], now=later) is None  # saw it once; not again
 
 
 def test_late_submit_accepted_while_pair_still_has_room(users):
     c = campaign_create(name="c", dataset=make_dataset("one", n=1), annotators=users, lease_seconds=60)
     now = timezone.now()
-    a = next_assignment(campaign=c, user=users[0], now=now)
-    assert queue.expire_leases(campaign=c, now=now + timedelta(seconds=61)) == 1
+    a = assignment_next(campaign=c, user=users[0], now=now)
+    assert assignments.expire_leases(campaign=c, now=now + timedelta(seconds=61)) == 1
     label, created = label_submit(user=users[0], assignment_id=a.pk, preferred="left", now=now + timedelta(seconds=90))
     assert created and c.items.get().n_done == 1
 
 
 def test_skip_returns_pair_to_others_but_not_to_the_skipper(users):
     c = campaign_create(name="c", dataset=make_dataset("one", n=1), annotators=users)
-    a = next_assignment(campaign=c, user=users[0])
-    skip(user=users[0], assignment_id=a.pk)
-    assert next_assignment(campaign=c, user=users[0]) is None
-    b = next_assignment(campaign=c, user=users[1])
+    a = assignment_next(campaign=c, user=users[0])
+    assignment_skip(user=users[0], assignment_id=a.pk)
+    assert assignment_next(campaign=c, user=users[0]) is None
+    b = assignment_next(campaign=c, user=users[1])
     assert b.item_id == a.item_id
     assert progress(campaign=c, user=users[0]).my_skipped == 1
 
@@ -183,54 +183,54 @@ def test_skip_returns_pair_to_others_but_not_to_the_skipper(users):
 def test_undo_within_window_then_not_after(dataset, users):
     c = campaign_create(name="c", dataset=dataset, annotators=users, undo_seconds=30)
     now = timezone.now()
-    a = next_assignment(campaign=c, user=users[0], now=now)
+    a = assignment_next(campaign=c, user=users[0], now=now)
     label_submit(user=users[0], assignment_id=a.pk, preferred="left", now=now)
-    back = undo_last(user=users[0], campaign=c, now=now + timedelta(seconds=5))
+    back = assignment_undo(user=users[0], campaign=c, now=now + timedelta(seconds=5))
     assert back.pk == a.pk and back.status == "leased"
     assert HumanLabel.objects.count() == 0 and c.items.get(pk=a.item_id).n_done == 0
     # the undone pair is the current one again; answer it differently
-    assert next_assignment(campaign=c, user=users[0], now=now + timedelta(seconds=6)).pk == a.pk
+    assert assignment_next(campaign=c, user=users[0], now=now + timedelta(seconds=6)).pk == a.pk
     label, _ = label_submit(user=users[0], assignment_id=a.pk, preferred="right", now=now + timedelta(seconds=6))
     assert label.choice == (1 if a.a_shown_first else 0)
     with pytest.raises(NothingToUndo):
-        undo_last(user=users[0], campaign=c, now=now + timedelta(seconds=40))
+        assignment_undo(user=users[0], campaign=c, now=now + timedelta(seconds=40))
 
 
 @pytest.mark.parametrize("preferred, certainty", [("left", 3), ("right", 1), ("right", None)])
 def test_undo_returns_the_earlier_answer_as_shown(dataset, users, preferred, certainty):
     c = campaign_create(name="c", dataset=dataset, annotators=users, undo_seconds=30)
-    a = next_assignment(campaign=c, user=users[0])
+    a = assignment_next(campaign=c, user=users[0])
     label_submit(user=users[0], assignment_id=a.pk, preferred=preferred, certainty=certainty,
                  note_left="left note", note_right="")
-    back = undo_last(user=users[0], campaign=c)
+    back = assignment_undo(user=users[0], campaign=c)
     assert back.undone == {"preferred": preferred, "certainty": certainty, "note_left": "left note", "note_right": ""}
 
 
 def test_undo_after_skip_undoes_the_skip_not_the_answer_before(dataset, users):
     c = campaign_create(name="c", dataset=dataset, annotators=users, undo_seconds=30)
     now = timezone.now()
-    first = next_assignment(campaign=c, user=users[0], now=now)
+    first = assignment_next(campaign=c, user=users[0], now=now)
     label_submit(user=users[0], assignment_id=first.pk, preferred="left", now=now)
-    second = next_assignment(campaign=c, user=users[0], now=now)
-    skip(user=users[0], assignment_id=second.pk, now=now + timedelta(seconds=1))
-    back = undo_last(user=users[0], campaign=c, now=now + timedelta(seconds=2))
+    second = assignment_next(campaign=c, user=users[0], now=now)
+    assignment_skip(user=users[0], assignment_id=second.pk, now=now + timedelta(seconds=1))
+    back = assignment_undo(user=users[0], campaign=c, now=now + timedelta(seconds=2))
     assert back.pk == second.pk and back.undone is None
     assert Assignment.objects.get(pk=second.pk).status == "leased"
     assert HumanLabel.objects.filter(assignment__pk=first.pk).exists()  # the answer before stays
-    assert next_assignment(campaign=c, user=users[0], now=now + timedelta(seconds=3)).pk == second.pk
+    assert assignment_next(campaign=c, user=users[0], now=now + timedelta(seconds=3)).pk == second.pk
     # a second undo then takes back the answer
-    assert undo_last(user=users[0], campaign=c, now=now + timedelta(seconds=4)).pk == first.pk
+    assert assignment_undo(user=users[0], campaign=c, now=now + timedelta(seconds=4)).pk == first.pk
 
 
 def test_undo_of_a_skip_refused_when_the_pair_went_to_others(users):
     ds = make_dataset("one-pair", n=1)
     c = campaign_create(name="c", dataset=ds, annotators=users, overlap=1, undo_seconds=30)
-    a = next_assignment(campaign=c, user=users[0])
-    skip(user=users[0], assignment_id=a.pk)
-    b = next_assignment(campaign=c, user=users[1])
+    a = assignment_next(campaign=c, user=users[0])
+    assignment_skip(user=users[0], assignment_id=a.pk)
+    b = assignment_next(campaign=c, user=users[1])
     assert b.item_id == a.item_id
     with pytest.raises(NothingToUndo, match="other annotators"):
-        undo_last(user=users[0], campaign=c)
+        assignment_undo(user=users[0], campaign=c)
     assert Assignment.objects.get(pk=a.pk).status == "skipped"
 
 
@@ -240,7 +240,7 @@ def test_gold_miss_and_disagreement_flag_items(users):
     c = campaign_create(name="c", dataset=ds, overlap=2, annotators=users, gold_share=0.5)
     answers = {0: "A", 1: "B"}
     for u, want in ((users[0], 0), (users[1], 1)):
-        while (a := next_assignment(campaign=c, user=u)) is not None:
+        while (a := assignment_next(campaign=c, user=u)) is not None:
             side = "left" if (want == 0) == a.a_shown_first else "right"
             label_submit(user=u, assignment_id=a.pk, preferred=side)
     assert answers  # users[0] always answers A, users[1] always B
@@ -253,7 +253,7 @@ def test_gold_miss_and_disagreement_flag_items(users):
 def test_unanimous_plain_item_is_not_flagged(users):
     c = campaign_create(name="c", dataset=make_dataset("agree", n=1), overlap=3, annotators=users)
     for u in users[:3]:
-        a = next_assignment(campaign=c, user=u)
+        a = assignment_next(campaign=c, user=u)
         label_submit(user=u, assignment_id=a.pk, preferred="left" if a.a_shown_first else "right")
     assert not c.items.get().flagged
 
@@ -302,11 +302,11 @@ def test_lease_write_rechecks_room_and_history_in_its_own_statement(users):
     snapshot could), the lease INSERT writes nothing; it writes once the pair has room again."""
     from django.db import connection
 
-    from labeling.services.queue import _lease_if_room
+    from labeling.services.assignments import _lease_if_room
 
     c = campaign_create(name="c", dataset=make_dataset("guard", n=1), overlap=1, annotators=users, lease_seconds=60)
     now = timezone.now()
-    taken = next_assignment(campaign=c, user=users[0], now=now)
+    taken = assignment_next(campaign=c, user=users[0], now=now)
     with connection.cursor() as cur:
         assert _lease_if_room(cur, item_id=taken.item_id, user_id=users[1].pk, campaign=c, now=now) is None
         later = now + timedelta(seconds=61)  # users[0]'s lease has expired: room again, but not for users[0]

@@ -6,7 +6,7 @@ from django.test import Client
 from django.urls import reverse
 
 from labeling.models import Assignment, HumanLabel
-from labeling.services.queue import campaign_create, label_submit, next_assignment
+from labeling.services.assignments import campaign_create, label_submit, assignment_next
 
 from .conftest import make_dataset
 
@@ -78,7 +78,7 @@ def test_json_api_next_submit_idempotent_and_foreign_lease_refused(client, campa
     assert first.status_code == 201 and again.status_code == 200
     assert first.json()["label"] == again.json()["label"] and HumanLabel.objects.count() == 1
     assert client.post(submit, {"preferred": "middle"}).status_code == 400
-    other = next_assignment(campaign=campaign, user=users[1])
+    other = assignment_next(campaign=campaign, user=users[1])
     response = client.post(reverse("labeling:api_submit", args=[other.pk]), {"preferred": "left"})
     assert response.status_code == 403 and HumanLabel.objects.count() == 1
 
@@ -95,7 +95,7 @@ def test_api_next_reports_done(client, users):
 
 def test_history_and_staff_quality_report(client, campaign, users, staff_user):
     for u, side in ((users[0], "left"), (users[1], "right")):
-        a = next_assignment(campaign=campaign, user=u)
+        a = assignment_next(campaign=campaign, user=u)
         label_submit(user=u, assignment_id=a.pk, preferred=side)
     client.force_login(users[0])
     assert "1 answered" in client.get(reverse("labeling:history", args=[campaign.pk])).content.decode()

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from labeling.models import AILabel, AILabelingJob, JobStatus, LabelerConfig
-from labeling.services.queue import campaign_create, label_submit, next_assignment
+from labeling.services.assignments import campaign_create, label_submit, assignment_next
 from training.models import RunPhase, RunStatus, TrainingRun
 
 from .conftest import LAPTOP, PHONE, log_in, new_page, no_horizontal_scroll, screenshot, typical_dataset
@@ -23,7 +23,7 @@ def _world(django_user_model):
     campaign = campaign_create(name="UI campaign with a rather long name to wrap", dataset=ds,
                                annotators=[staff, rater], overlap=2)
     for user, side in ((staff, "left"), (rater, "right")):
-        a = next_assignment(campaign=campaign, user=user)
+        a = assignment_next(campaign=campaign, user=user)
         label_submit(user=user, assignment_id=a.pk, preferred=side, certainty=3, note_left="a fairly long note " * 8)
     config = LabelerConfig.objects.create(name="ui-config-with-a-long-name", backend="openai",
                                           model="meta-llama/Meta-Llama-3.1-70B-Instruct-with-a-long-suffix",

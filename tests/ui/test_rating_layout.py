@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from labeling.models import Assignment, HumanLabel
-from labeling.services.queue import campaign_create
+from labeling.services.assignments import campaign_create
 
 from .conftest import LAPTOP, PHONE, in_viewport, log_in, new_page, screenshot, typical_dataset, uncovered
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.judges.trust import CRITERIA
-from labeling.services.queue import CampaignError, campaign_create
+from labeling.services.assignments import CampaignError, campaign_create
 from labeling.services.routing import routing_campaign_create
 
 

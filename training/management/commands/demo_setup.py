@@ -50,7 +50,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Labeler configs: {', '.join(c.name for c in configs)}")
 
         from labeling.models import Campaign
-        from labeling.services.queue import campaign_create
+        from labeling.services.assignments import campaign_create
 
         if not Campaign.objects.filter(name="demo: reference vs 1.3B PPO").exists():
             ppo = Policy.objects.filter(name="openai_ppo_original_1.3b").first()

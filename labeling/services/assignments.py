@@ -338,7 +338,7 @@ def _lease_if_room(cur, *, item_id: int, user_id: int, campaign: Campaign, now: 
     return (row[0], a_first, expires) if row else None
 
 
-def next_assignment(*, campaign: Campaign, user, now: datetime | None = None) -> Assignment | None:
+def assignment_next(*, campaign: Campaign, user, now: datetime | None = None) -> Assignment | None:
     """The annotator's live lease in this campaign, or a new lease on a pair that still needs labels.
 
     Returns None when the campaign has nothing left for this annotator. The caller checks that
@@ -499,7 +499,7 @@ def label_submit(
     return _loaded(HumanLabel(pk=label_pk, **fields)), True
 
 
-def skip(*, user, assignment_id: int, now: datetime | None = None) -> Assignment:
+def assignment_skip(*, user, assignment_id: int, now: datetime | None = None) -> Assignment:
     """Give a leased pair back without answering; this annotator will not be offered it again."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -529,7 +529,7 @@ def answer_as_shown(label: HumanLabel, a_shown_first: bool) -> dict:
     }
 
 
-def undo_last(*, user, campaign: Campaign, now: datetime | None = None) -> Assignment:
+def assignment_undo(*, user, campaign: Campaign, now: datetime | None = None) -> Assignment:
     """Take back the annotator's latest answer or skip in this campaign if it is younger than
     `campaign.undo_seconds`: the pair is leased to them again (an answer's label is deleted).
 
