@@ -12,7 +12,7 @@ from __future__ import annotations
 
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -77,16 +77,16 @@ def my_history(request: HttpRequest, pk: int) -> HttpResponse:
 @staff_required(message="Only staff can see campaign progress and quality.")
 @require_GET
 def campaign_stats(request: HttpRequest, pk: int) -> HttpResponse:
-    from .models import Campaign
-
-    campaign = get_object_or_404(Campaign.objects.select_related("dataset", "group"), pk=pk)
+    campaign = selectors.campaign_get(campaign_id=pk)
+    if campaign is None:
+        raise Http404("no such campaign")
     report = selectors.campaign_quality(campaign)
     agree, compared = selectors.overall_agreement(report["annotators"])
     done = report["totals"]["done"] or 0
     return render(request, "labeling/rating/stats.html", {
         "campaign": campaign, **report, "agree": agree, "compared": compared,
         "percent": round(100 * done / report["needed"]) if report["needed"] else 100,
-        "annotator_names": campaign.annotators.order_by("username").values_list("username", flat=True),
+        "annotator_names": selectors.campaign_annotator_names(campaign),
     })
 
 

@@ -14,7 +14,8 @@ from rlaif_site import permissions
 
 from .judges.trust import CRITERIA
 from .models import Campaign, Dataset, LabelerConfig
-from .selectors import trust as sel
+from .selectors import rating as rating_selectors
+from .selectors import trust as trust_selectors
 from .services.assignments import CampaignError
 from .services.routing import routing_campaign_create
 
@@ -66,17 +67,17 @@ def routing_new(request: HttpRequest) -> HttpResponse:
             messages.info(request, f"Campaign {campaign.name!r} created with {campaign.items.count()} pairs.")
             return redirect("labeling:routing_detail", pk=campaign.pk)
     return render(request, "labeling/routing/new.html", {
-        "form": form, "campaigns": sel.routed_campaigns()[:100], "criteria": CRITERIA,
+        "form": form, "campaigns": trust_selectors.routed_campaigns()[:100], "criteria": CRITERIA,
     })
 
 
 @staff_required
 @require_GET
 def routing_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    campaign = Campaign.objects.filter(pk=pk).select_related("dataset").first()
+    campaign = rating_selectors.campaign_get(campaign_id=pk)
     if campaign is None:
         raise Http404("No such campaign.")
-    picks = sel.routing_picks(campaign=campaign)
+    picks = trust_selectors.routing_picks(campaign=campaign)
     if not picks.exists():
         raise Http404("This campaign was not made from AI uncertainty.")
     return render(request, "labeling/routing/detail.html", {"campaign": campaign, "picks": picks[:2000]})

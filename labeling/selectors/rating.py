@@ -304,6 +304,16 @@ def campaign_candidates(*, dataset, subreddit: str = "", without_human_labels: b
     return list(ids[:limit] if limit else ids)
 
 
+def campaign_get(*, campaign_id: int) -> Campaign | None:
+    """Any campaign (active or not) with its dataset and group, for the staff pages; None if there is none."""
+    return Campaign.objects.select_related("dataset", "group").filter(pk=campaign_id).first()
+
+
+def campaign_annotator_names(campaign: Campaign) -> list[str]:
+    """The usernames listed on the campaign, sorted."""
+    return list(campaign.annotators.order_by("username").values_list("username", flat=True))
+
+
 def campaign_overview() -> list[Campaign]:
     """Every campaign, newest first, with n_items, n_done (labels) and n_flagged for the staff list."""
     done = CampaignItem.objects.filter(campaign=OuterRef("pk")).order_by().values("campaign")

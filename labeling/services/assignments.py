@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
@@ -427,6 +427,76 @@ def _locked_assignment(assignment_id: int, user) -> Assignment:
     return a
 
 
+class _Lease(NamedTuple):
+    """An assignment row with what submitting on it needs from its item, campaign and comparison."""
+
+    annotator_id: int
+    status: str
+    a_first: bool
+    leased_at: object
+    expires_at: object
+    label_id: int | None
+    item_id: int
+    comparison_id: int
+    is_gold: bool
+    campaign_id: int
+    overlap: int
+    gold_choice: int | None
+
+
+def _lease_locked(cur, assignment_id: int, user, locks: bool) -> _Lease:
+    """The user's assignment, row-locked where the database can; LeaseNotYours otherwise."""
+    cur.execute(
+        "SELECT a.annotator_id, a.status, a.a_shown_first, a.leased_at, a.expires_at, a.label_id, a.item_id, "
+        "i.comparison_id, i.is_gold, i.campaign_id, c.overlap, cmp.gold_choice "
+        f"FROM {_T['a']} a JOIN {_T['i']} i ON i.id = a.item_id JOIN {_T['c']} c ON c.id = i.campaign_id "
+        f"JOIN {_T['cmp']} cmp ON cmp.id = i.comparison_id WHERE a.id = %s" + (" FOR UPDATE OF a" if locks else ""),
+        [assignment_id],
+    )
+    row = cur.fetchone()
+    if row is None or row[0] != user.pk:
+        raise LeaseNotYours("this pair is not leased to you")
+    lease = _Lease(*row)
+    return lease._replace(a_first=bool(lease.a_first), is_gold=bool(lease.is_gold))
+
+
+def _expired_lease_check(cur, lease: _Lease, user, now: datetime, locks: bool) -> None:
+    """An expired lease still takes an answer while its pair has room; LeaseExpired otherwise."""
+    if locks:
+        cur.execute(f"SELECT id FROM {_T['i']} WHERE id = %s FOR UPDATE", [lease.item_id])
+    cur.execute(
+        f"SELECT 1 FROM {_T['i']} i WHERE i.id = %s AND i.n_done < %s AND i.n_done + "
+        f"(SELECT COUNT(*) FROM {_T['a']} l WHERE l.item_id = i.id AND l.status = 'leased' "
+        "AND l.expires_at > %s AND l.annotator_id <> %s) < %s",
+        [lease.item_id, lease.overlap, _db_time(now), user.pk, lease.overlap],
+    )
+    if cur.fetchone() is None:
+        raise LeaseExpired("your lease on this pair expired and the pair went to someone else")
+
+
+def _label_insert(cur, lease: _Lease, *, assignment_id: int, user, choice: int, confidence: int | None,
+                  note_left: str, note_right: str, now: datetime) -> HumanLabel:
+    """Write the label, mark the assignment submitted, count it on the item and refresh its flag."""
+    note_a, note_b = (note_left, note_right) if lease.a_first else (note_right, note_left)
+    fields = {
+        "comparison_id": lease.comparison_id, "annotator_id": user.pk, "worker_id": "",
+        "campaign_id": lease.campaign_id, "choice": choice, "confidence": confidence, "a_shown_first": lease.a_first,
+        "time_taken_s": max(0.0, (now - _py_time(lease.leased_at)).total_seconds()),
+        "note_a": note_a.strip(), "note_b": note_b.strip(), "created_at": now,
+    }
+    cols = ", ".join(fields)
+    params = [_db_time(v) if isinstance(v, datetime) else v for v in fields.values()]
+    cur.execute(f"INSERT INTO {_T['l']} ({cols}) VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id", params)
+    label_pk = cur.fetchone()[0]
+    cur.execute(f"UPDATE {_T['a']} SET status = 'submitted', finished_at = %s, label_id = %s WHERE id = %s",
+                [_db_time(now), label_pk, assignment_id])
+    cur.execute(f"UPDATE {_T['i']} SET n_done = n_done + 1 WHERE id = %s RETURNING n_done", [lease.item_id])
+    n_done = cur.fetchone()[0]
+    if lease.is_gold or n_done >= 2:  # one label alone can only miss a gold answer
+        _refresh_flag(lease.item_id, lease.campaign_id, lease.comparison_id, lease.is_gold, lease.gold_choice)
+    return _loaded(HumanLabel(pk=label_pk, **fields))
+
+
 def label_submit(
     *,
     user,
@@ -446,57 +516,21 @@ def label_submit(
     now = now or timezone.now()
     locks = connection.features.has_select_for_update
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute(
-            "SELECT a.annotator_id, a.status, a.a_shown_first, a.leased_at, a.expires_at, a.label_id, a.item_id, "
-            "i.comparison_id, i.is_gold, i.campaign_id, c.overlap, cmp.gold_choice "
-            f"FROM {_T['a']} a JOIN {_T['i']} i ON i.id = a.item_id JOIN {_T['c']} c ON c.id = i.campaign_id "
-            f"JOIN {_T['cmp']} cmp ON cmp.id = i.comparison_id WHERE a.id = %s" + (" FOR UPDATE OF a" if locks else ""),
-            [assignment_id],
-        )
-        row = cur.fetchone()
-        if row is None or row[0] != user.pk:
-            raise LeaseNotYours("this pair is not leased to you")
-        (_, status, a_first, leased_at, expires_at, label_id, item_id, comparison_id, is_gold, campaign_id,
-         overlap, gold_choice) = row
-        _require_campaign(user, campaign_id)
-        a_first, is_gold = bool(a_first), bool(is_gold)
-        choice, confidence = to_canonical(preferred=preferred, a_shown_first=a_first, certainty=certainty)
-        if status == SUBMITTED:
-            label = HumanLabel.objects.get(pk=label_id)
+        lease = _lease_locked(cur, assignment_id, user, locks)
+        _require_campaign(user, lease.campaign_id)
+        choice, confidence = to_canonical(preferred=preferred, a_shown_first=lease.a_first, certainty=certainty)
+        if lease.status == SUBMITTED:
+            label = HumanLabel.objects.get(pk=lease.label_id)
             if label.choice == choice and label.confidence == confidence:
                 return label, False
             raise AlreadyAnswered("this pair is already answered; undo it to change the answer")
-        if status == SKIPPED:
+        if lease.status == SKIPPED:
             raise AlreadyAnswered("this pair was skipped")
-        if status == EXPIRED or _py_time(expires_at) <= now:
-            if locks:
-                cur.execute(f"SELECT id FROM {_T['i']} WHERE id = %s FOR UPDATE", [item_id])
-            cur.execute(
-                f"SELECT 1 FROM {_T['i']} i WHERE i.id = %s AND i.n_done < %s AND i.n_done + "
-                f"(SELECT COUNT(*) FROM {_T['a']} l WHERE l.item_id = i.id AND l.status = 'leased' "
-                "AND l.expires_at > %s AND l.annotator_id <> %s) < %s",
-                [item_id, overlap, _db_time(now), user.pk, overlap],
-            )
-            if cur.fetchone() is None:
-                raise LeaseExpired("your lease on this pair expired and the pair went to someone else")
-        note_a, note_b = (note_left, note_right) if a_first else (note_right, note_left)
-        fields = {
-            "comparison_id": comparison_id, "annotator_id": user.pk, "worker_id": "", "campaign_id": campaign_id,
-            "choice": choice, "confidence": confidence, "a_shown_first": a_first,
-            "time_taken_s": max(0.0, (now - _py_time(leased_at)).total_seconds()),
-            "note_a": note_a.strip(), "note_b": note_b.strip(), "created_at": now,
-        }
-        cols = ", ".join(fields)
-        params = [_db_time(v) if isinstance(v, datetime) else v for v in fields.values()]
-        cur.execute(f"INSERT INTO {_T['l']} ({cols}) VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id", params)
-        label_pk = cur.fetchone()[0]
-        cur.execute(f"UPDATE {_T['a']} SET status = 'submitted', finished_at = %s, label_id = %s WHERE id = %s",
-                    [_db_time(now), label_pk, assignment_id])
-        cur.execute(f"UPDATE {_T['i']} SET n_done = n_done + 1 WHERE id = %s RETURNING n_done", [item_id])
-        n_done = cur.fetchone()[0]
-        if is_gold or n_done >= 2:  # one label alone can only miss a gold answer
-            _refresh_flag(item_id, campaign_id, comparison_id, is_gold, gold_choice)
-    return _loaded(HumanLabel(pk=label_pk, **fields)), True
+        if lease.status == EXPIRED or _py_time(lease.expires_at) <= now:
+            _expired_lease_check(cur, lease, user, now, locks)
+        label = _label_insert(cur, lease, assignment_id=assignment_id, user=user, choice=choice,
+                              confidence=confidence, note_left=note_left, note_right=note_right, now=now)
+    return label, True
 
 
 def assignment_skip(*, user, assignment_id: int, now: datetime | None = None) -> Assignment:
