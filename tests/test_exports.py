@@ -12,7 +12,8 @@ from django.core.management import CommandError, call_command
 
 from labeling import importers
 from labeling.models import AILabel, Comparison, HumanLabel, LabelerConfig
-from labeling.services.imports import comparison_import, preferences_export
+from labeling.selectors.exports import preferences_export
+from labeling.services.imports import comparison_import
 
 pytestmark = pytest.mark.django_db
 

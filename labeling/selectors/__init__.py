@@ -1,1 +1,1 @@
-"""Reads of the labeling app, one module per concern: datasets, rating, ai."""
+"""Reads of the labeling app, one module per concern: datasets, rating, ai, trust, exports (preference files)."""

@@ -9,26 +9,24 @@ few thousand lines takes seconds. Re-importing a file creates nothing: posts are
 summaries by (post, policy, text digest), comparisons by their canonical pair, labels by
 `import_key` = ``<dataset>:<record key>``.
 
-`preferences_export` streams labels out as TRL preference JSONL or CSV (see its docstring).
+Exports are reads: `labeling.selectors.exports`.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TextIO, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from django.db import connection, transaction
 
 from .. import formats, importers
 from ..importers import ComparisonRecord, ImportFileError, PostRecord
 from ..models import (
-    AILabel, Comparison, Dataset, HarmlessnessLabel, HumanLabel, LabelerConfig, Policy, PolicyKind, Post, Summary,
+    Comparison, Dataset, HarmlessnessLabel, HumanLabel, Policy, PolicyKind, Post, Summary,
     TaskKind,
 )
 
-__all__ = ["ImportFileError", "ImportResult", "comparison_import", "harmlessness_import", "posts_import",
-           "preferences_export"]
+__all__ = ["ImportFileError", "ImportResult", "comparison_import", "harmlessness_import", "posts_import"]
 
 CHUNK = 500
 T = TypeVar("T")
@@ -393,96 +391,3 @@ def posts_import(
         if writer is None:
             raise ImportFileError(path.name, 0, None, "the file holds no records")
     return result
-
-
-# --- export ------------------------------------------------------------------------------------
-
-CSV_COLUMNS = [
-    "source", "label_id", "dataset", "post_id", "post_external_id", "subreddit", "title", "post",
-    "comparison_id", "summary_a_id", "summary_b_id", "policy_a", "policy_b", "summary_a", "summary_b",
-    "choice", "preferred", "confidence", "p_a", "a_shown_first", "annotator", "time_taken_s", "created_at",
-]
-
-
-def _prompt(post: Post) -> str:
-    if post.dataset.task == TaskKind.SUMMARIZATION:
-        return importers.format_tldr_prompt(post.subreddit, post.title, post.text)
-    return post.text
-
-
-def _completion(post: Post, text: str) -> str:
-    # TL;DR completions follow "TL;DR:" after one space (the trainer's convention).
-    return " " + text if post.dataset.task == TaskKind.SUMMARIZATION else text
-
-
-def preferences_export(
-    *, out: TextIO, fmt: str, dataset: str | None = None, source: str = "human",
-    labeler_config: str | None = None,
-) -> int:
-    """Write labels to `out`; returns the number of rows.
-
-    trl: one JSON object per line with ``prompt``, ``chosen``, ``rejected`` (TL;DR prompts in
-    the trainer's format, completions with a leading space), ``id`` and, for human labels,
-    ``worker`` and ``confidence`` (OpenAI's 9-point scale with chosen as the first summary); for
-    AI labels ``labeler`` and the soft label ``p_chosen`` (from AILabel.p_a). Importing the file
-    as `trl` gives back the same preferences.
-    csv: one row per label with ids, policies, texts, choice (0 = canonical A), confidence, p_a
-    and annotator.
-    """
-    if fmt not in ("trl", "csv"):
-        raise ValueError(f"unknown export format {fmt!r} (trl or csv)")
-    if source not in ("human", "ai"):
-        raise ValueError(f"unknown source {source!r} (human or ai)")
-    related = ["comparison__post__dataset", "comparison__summary_a__policy", "comparison__summary_b__policy"]
-    if source == "human":
-        qs = HumanLabel.objects.select_related(*related, "annotator")
-    else:
-        qs = AILabel.objects.select_related(*related, "config").filter(p_a__isnull=False)
-        if labeler_config:
-            if not LabelerConfig.objects.filter(name=labeler_config).exists():
-                raise ValueError(f"no labeler config named {labeler_config!r}")
-            qs = qs.filter(config__name=labeler_config)
-    if dataset:
-        if not Dataset.objects.filter(name=dataset).exists():
-            raise ValueError(f"no dataset named {dataset!r}")
-        qs = qs.filter(comparison__post__dataset__name=dataset)
-    writer = formats.SafeDictWriter(out, fieldnames=CSV_COLUMNS) if fmt == "csv" else None
-    if writer:
-        writer.writeheader()
-    n = 0
-    for label in qs.order_by("pk").iterator(chunk_size=2000):
-        c = label.comparison
-        post, a, b = c.post, c.summary_a, c.summary_b
-        if source == "human":
-            choice, confidence, p_a, who = label.choice, label.confidence, None, label.who
-        else:
-            choice, confidence, p_a, who = (0 if label.p_a >= 0.5 else 1), None, label.p_a, label.config.name
-        if writer:
-            writer.writerow({
-                "source": source, "label_id": label.pk, "dataset": post.dataset.name, "post_id": post.pk,
-                "post_external_id": post.external_id, "subreddit": post.subreddit, "title": post.title,
-                "post": post.text, "comparison_id": c.pk, "summary_a_id": a.pk, "summary_b_id": b.pk,
-                "policy_a": a.policy.name, "policy_b": b.policy.name, "summary_a": a.text, "summary_b": b.text,
-                "choice": choice, "preferred": "AB"[choice], "confidence": "" if confidence is None else confidence,
-                "p_a": "" if p_a is None else p_a,
-                "a_shown_first": "" if getattr(label, "a_shown_first", None) is None else int(label.a_shown_first),
-                "annotator": who, "time_taken_s": "" if getattr(label, "time_taken_s", None) is None
-                else label.time_taken_s, "created_at": label.created_at.isoformat(),
-            })
-        else:
-            chosen, rejected = (a, b) if choice == 0 else (b, a)
-            row = {"prompt": _prompt(post), "chosen": _completion(post, chosen.text),
-                   "rejected": _completion(post, rejected.text)}
-            if source == "human":
-                key = label.import_key.split(":", 1)[1] if label.import_key and ":" in label.import_key else None
-                row["id"] = key or f"label-{label.pk}"
-                row["worker"] = who
-                if confidence is not None:  # re-expressed with chosen first: 1 = surely chosen
-                    row["confidence"] = confidence if choice == 0 else 10 - confidence
-            else:
-                row["id"] = f"ai-{label.config.name}-{label.pk}"
-                row["labeler"] = who
-                row["p_chosen"] = p_a if choice == 0 else 1.0 - p_a
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        n += 1
-    return n

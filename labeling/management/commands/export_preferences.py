@@ -9,8 +9,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from labeling.services.hybrid import hybrid_preferences_export
-from labeling.services.imports import preferences_export
+from labeling.selectors.exports import hybrid_preferences_export, preferences_export
 
 
 class Command(BaseCommand):
