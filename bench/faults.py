@@ -84,11 +84,11 @@ def _setup(db_url: str, var_dir: Path, args) -> dict:
 
     call_command("migrate", verbosity=0)
     from labeling.services.ai_labeling import CONFIG_DIR, labeler_configs_load
-    from labeling.services.imports import comparison_import, posts_import
+    from labeling.services.imports import comparisons_import, posts_import
     from training.ml.tiny import build_all
     from training.models import ModelArtifact
 
-    comparison_import(path=settings.DATA_DIR / "tldr_comparisons_sample.jsonl", dataset="tldr")
+    comparisons_import(path=settings.DATA_DIR / "tldr_comparisons_sample.jsonl", dataset="tldr")
     posts_import(path=settings.DATA_DIR / "tldr_sft_reference_summaries.jsonl", dataset="tldr", make_pairs=False)
     paths = build_all(settings.ARTIFACT_ROOT, [settings.DATA_DIR / "tldr_comparisons_sample.jsonl",
                                               settings.DATA_DIR / "tldr_sft_reference_summaries.jsonl"])

@@ -45,11 +45,11 @@ def _setup() -> None:
 
 def _dataset(name: str):
     from labeling.models import Dataset
-    from labeling.services.imports import comparison_import
+    from labeling.services.imports import comparisons_import
 
     ds = Dataset.objects.filter(name=name).first()
     if ds is None:
-        comparison_import(path=REPO / "data" / "tldr_comparisons_sample.jsonl", dataset=name)
+        comparisons_import(path=REPO / "data" / "tldr_comparisons_sample.jsonl", dataset=name)
         ds = Dataset.objects.get(name=name)
     return ds
 

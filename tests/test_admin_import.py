@@ -13,7 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.exceptions import NoReverseMatch
 
 from labeling.models import Comparison, HumanLabel, Post, Summary
-from labeling.services.imports import comparison_import
+from labeling.services.imports import comparisons_import
 
 pytestmark = pytest.mark.django_db
 
@@ -124,7 +124,7 @@ def test_large_or_background_upload_is_queued_for_the_worker(staff_client, monke
 
 
 def test_admin_changelists_and_forms_load(staff_client):
-    comparison_import(path=DATA / "tldr_comparisons_sample.jsonl")
+    comparisons_import(path=DATA / "tldr_comparisons_sample.jsonl")
     label = HumanLabel.objects.first()
     for model in ("dataset", "post", "policy", "summary", "comparison", "humanlabel"):
         url = reverse(f"admin:labeling_{model}_changelist")

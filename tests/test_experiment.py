@@ -28,11 +28,11 @@ def _subset(tmp_path, name: str, n: int):
 def tiny_setup(settings, tiny_models, tmp_path):
     """Dataset 'tldr' (120 comparisons, 80 references), the tiny-local config and the base artifacts."""
     from labeling.services.ai_labeling import CONFIG_DIR, labeler_configs_load
-    from labeling.services.imports import comparison_import, posts_import
+    from labeling.services.imports import comparisons_import, posts_import
     from training.services import base_artifact_register
 
     settings.ARTIFACT_ROOT = tiny_models["causal_lm"].parent
-    comparison_import(path=_subset(tmp_path, "tldr_comparisons_sample.jsonl", 120), dataset="tldr")
+    comparisons_import(path=_subset(tmp_path, "tldr_comparisons_sample.jsonl", 120), dataset="tldr")
     posts_import(path=_subset(tmp_path, "tldr_sft_reference_summaries.jsonl", 80), dataset="tldr")
     labeler_configs_load(paths=[CONFIG_DIR / "tiny-local.json"])
     base_artifact_register(name="tiny-gpt2", path=tiny_models["causal_lm"])

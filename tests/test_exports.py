@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from labeling import importers
 from labeling.models import AILabel, Comparison, HumanLabel, LabelerConfig
 from labeling.selectors.exports import preferences_export
-from labeling.services.imports import comparison_import
+from labeling.services.imports import comparisons_import
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +46,7 @@ def preferences(dataset: str) -> list[tuple]:
 
 @pytest.mark.parametrize("src,n", [(TLDR, 300), (HH, 60)], ids=["tldr", "hh"])
 def test_trl_export_then_import_gives_the_same_preferences(tmp_path, src, n):
-    result = comparison_import(path=head(src, tmp_path / src.name, n))
+    result = comparisons_import(path=head(src, tmp_path / src.name, n))
     out = tmp_path / "prefs.jsonl"
     call_command("export_preferences", "--format", "trl", "--dataset", result.dataset, str(out))
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
@@ -57,17 +57,17 @@ def test_trl_export_then_import_gives_the_same_preferences(tmp_path, src, n):
         assert rows[0]["chosen"].startswith(" ")
         assert all("confidence" in row for row in rows)
 
-    back = comparison_import(path=out, dataset="round-trip")
+    back = comparisons_import(path=out, dataset="round-trip")
     assert back.format == "trl" and back.labels_created == n
     assert preferences("round-trip") == preferences(result.dataset)
 
     # Re-importing the export into the source dataset finds every label already there.
-    same = comparison_import(path=out, dataset=result.dataset)
+    same = comparisons_import(path=out, dataset=result.dataset)
     assert (same.posts_created, same.labels_created, same.labels_present) == (0, 0, n)
 
 
 def test_csv_export_one_row_per_label(tmp_path):
-    comparison_import(path=head(TLDR, tmp_path / "tldr.jsonl", 50), dataset="tldr")
+    comparisons_import(path=head(TLDR, tmp_path / "tldr.jsonl", 50), dataset="tldr")
     buf = io.StringIO()
     assert preferences_export(out=buf, fmt="csv", dataset="tldr") == 50
     rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
@@ -82,7 +82,7 @@ def test_csv_export_one_row_per_label(tmp_path):
 
 
 def test_ai_labels_export_soft_labels(tmp_path):
-    comparison_import(path=head(TLDR, tmp_path / "tldr.jsonl", 3), dataset="tldr")
+    comparisons_import(path=head(TLDR, tmp_path / "tldr.jsonl", 3), dataset="tldr")
     c1, c2 = Comparison.objects.order_by("pk")[:2]
     cfg = LabelerConfig.objects.create(name="judge", model="tiny")
     other = LabelerConfig.objects.create(name="other", model="tiny")
@@ -103,7 +103,7 @@ def test_ai_labels_export_soft_labels(tmp_path):
     # The soft label survives an import as the 9-point confidence (0.8 -> 2.6 -> 3 with chosen first).
     path = tmp_path / "ai.jsonl"
     path.write_text(json.dumps(rows[0]) + "\n")
-    comparison_import(path=path, dataset="ai-import")
+    comparisons_import(path=path, dataset="ai-import")
     label = HumanLabel.objects.get(comparison__post__dataset__name="ai-import")
     assert label.confidence == (3 if label.choice == 0 else 7)
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from labeling.models import Comparison, Dataset, HumanLabel, ImportJob
 from labeling.services import import_jobs
-from labeling.services.imports import comparison_import
+from labeling.services.imports import comparisons_import
 from labeling.tasks import imports as tasks
 from tests.test_worker_roundtrip import database_url
 
@@ -115,7 +115,7 @@ def test_sweeper_requeues_an_import_whose_worker_died(settings, tmp_path, django
 
 @pytest.mark.django_db
 def test_dataset_with_human_labels_is_not_deleted_but_can_be_archived(staff):
-    comparison_import(path=DATA, dataset="busy")
+    comparisons_import(path=DATA, dataset="busy")
     ds = Dataset.objects.get(name="busy")
     labels = HumanLabel.objects.count()
     started = time.monotonic()
@@ -202,7 +202,7 @@ def test_an_archived_dataset_takes_no_new_work(django_user_model):
     from labeling.services.assignments import CampaignError, campaign_create
     from training import services as training
 
-    comparison_import(path=DATA, dataset="old")
+    comparisons_import(path=DATA, dataset="old")
     ds = Dataset.objects.get(name="old")
     datasets_archive(dataset_ids=[ds.pk])
     user = django_user_model.objects.create_user("a1", password="x-pass-123")

@@ -15,7 +15,7 @@ from labeling import importers
 from labeling.importers import ImportFileError
 from labeling.models import Comparison, Dataset, HumanLabel, Policy, PolicyKind, Post, Summary, TaskKind
 from labeling.services import imports as svc
-from labeling.services.imports import comparison_import, posts_import
+from labeling.services.imports import comparisons_import, posts_import
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +67,7 @@ def test_post_digest_matches_the_model():
 def test_shipped_tldr_file_imports_fast_correctly_and_idempotently():
     records = read(TLDR)
     t0 = time.perf_counter()
-    result = comparison_import(path=TLDR)
+    result = comparisons_import(path=TLDR)
     elapsed = time.perf_counter() - t0
     assert elapsed < 30, f"1240-line import took {elapsed:.1f}s"
 
@@ -105,7 +105,7 @@ def test_shipped_tldr_file_imports_fast_correctly_and_idempotently():
     assert flips > 100  # both orders occur in the real data
 
     before = counts()
-    again = comparison_import(path=TLDR)
+    again = comparisons_import(path=TLDR)
     assert counts() == before
     assert (again.posts_created, again.summaries_created, again.comparisons_created, again.labels_created) == (0,) * 4
     assert (again.posts_present, again.summaries_present, again.comparisons_present, again.labels_present) == (
@@ -115,14 +115,14 @@ def test_shipped_tldr_file_imports_fast_correctly_and_idempotently():
 def test_openai_format_matches_the_normalized_import(tmp_path):
     records = read(TLDR, 40)
     raw = write(tmp_path / "batch13.json", [to_openai(r) for r in records])
-    result = comparison_import(path=raw)
+    result = comparisons_import(path=raw)
     assert (result.format, result.dataset) == ("openai", "tldr")  # OpenAI batch files of Reddit posts
     assert result.labels_created == 40
     assert Summary.objects.filter(text__startswith=" ").count() == 0  # the leading space is stripped
     assert Post.objects.filter(subreddit=records[0]["subreddit"]).exists()
     choices = {(l.comparison_id, l.worker_id): preferred_texts(l) for l in HumanLabel.objects.all()}
 
-    again = comparison_import(path=write(tmp_path / "norm.jsonl", records), dataset="tldr", fmt="normalized")
+    again = comparisons_import(path=write(tmp_path / "norm.jsonl", records), dataset="tldr", fmt="normalized")
     assert (again.posts_created, again.summaries_created, again.comparisons_created) == (0, 0, 0)
     for label in HumanLabel.objects.filter(import_key__startswith="tldr:batch"):
         assert choices[(label.comparison_id, label.worker_id)] == preferred_texts(label)
@@ -133,7 +133,7 @@ def test_openai_null_confidence_and_missing_post_id(tmp_path):
     r["extra"] = {"confidence": None}
     r["info"]["id"] = None
     r["info"]["subreddit"] = "r/" + r["info"]["subreddit"]
-    comparison_import(path=write(tmp_path / "batch99.jsonl", [r]))
+    comparisons_import(path=write(tmp_path / "batch99.jsonl", [r]))
     label = HumanLabel.objects.get()
     assert label.confidence is None
     post = Post.objects.get()
@@ -142,7 +142,7 @@ def test_openai_null_confidence_and_missing_post_id(tmp_path):
 
 def test_hh_dialogue_normalized(tmp_path):
     records = read(HH, 60)  # the first empty response in the shipped file is on line 88
-    result = comparison_import(path=write(tmp_path / HH.name, records))
+    result = comparisons_import(path=write(tmp_path / HH.name, records))
     assert (result.dataset, result.labels_created) == ("hh-rlhf-helpful", 60)
     ds = Dataset.objects.get(name="hh-rlhf-helpful")
     assert ds.task == TaskKind.DIALOGUE
@@ -161,7 +161,7 @@ def test_trl_import_parses_tldr_prompts_and_soft_labels(tmp_path):
         {"prompt": prompt, "chosen": " Other good.", "rejected": " Good summary.", "confidence": 3, "worker": "w9"},
     ]
     path = write(tmp_path / "prefs.jsonl", rows)
-    result = comparison_import(path=path, dataset="mine")
+    result = comparisons_import(path=path, dataset="mine")
     assert (result.format, result.posts_created, result.summaries_created, result.labels_created) == ("trl", 1, 3, 2)
     post = Post.objects.get()
     assert (post.subreddit, post.title, post.text) == ("AskReddit", "A title", "The post\n\nwith paragraphs.")
@@ -175,13 +175,13 @@ def test_trl_import_parses_tldr_prompts_and_soft_labels(tmp_path):
     second = labels[("Other good.", "Good summary.")]
     assert second.confidence == (3 if second.choice == 0 else 7) and second.worker_id == "w9"
     assert first.import_key.startswith("mine:sha256-")
-    assert comparison_import(path=path, dataset="mine").labels_created == 0
+    assert comparisons_import(path=path, dataset="mine").labels_created == 0
 
 
 def test_trl_plain_prompt_is_a_dialogue(tmp_path):
     path = write(tmp_path / "chat.jsonl", [{"prompt": "Human: hi\n\nAssistant:", "chosen": "Hello!",
                                             "rejected": "Go away.", "id": 7}])
-    result = comparison_import(path=path)
+    result = comparisons_import(path=path)
     assert result.dataset == "chat"
     assert Dataset.objects.get(name="chat").task == TaskKind.DIALOGUE
     assert HumanLabel.objects.get().import_key == "chat:7"
@@ -189,7 +189,7 @@ def test_trl_plain_prompt_is_a_dialogue(tmp_path):
 
 def test_posts_import_reuses_posts_under_other_ids_and_makes_pairs(tmp_path):
     comparisons = read(TLDR, 30)
-    comparison_import(path=write(tmp_path / "tldr_comparisons.jsonl", comparisons))
+    comparisons_import(path=write(tmp_path / "tldr_comparisons.jsonl", comparisons))
     seen = {r["post_id"]: r for r in comparisons}
     known = list(seen.values())[:2]
     refs = read(REFS, 3)
@@ -223,7 +223,7 @@ def test_posts_import_no_pairs_and_existing_ref_summary_becomes_reference(tmp_pa
     comparisons = [r for r in read(TLDR) if r["policy_a"] == "ref"][:1]
     assert comparisons, "batch18 rows compare the reference"
     r = comparisons[0]
-    comparison_import(path=write(tmp_path / "tldr_comparisons.jsonl", [r]))
+    comparisons_import(path=write(tmp_path / "tldr_comparisons.jsonl", [r]))
     ref = Summary.objects.get(policy__name="ref")
     assert not ref.is_reference
     row = {"id": "oai1b-1", "subreddit": r["subreddit"], "title": r["title"], "post": r["post"],
@@ -296,7 +296,7 @@ def test_bad_record_names_file_line_field_and_writes_nothing(tmp_path, name, goo
     path = write(tmp_path / "data.jsonl", good_lines + [bad])
     before = counts()
     with pytest.raises(ImportFileError) as info:
-        comparison_import(path=path)
+        comparisons_import(path=path)
     msg = str(info.value)
     assert msg.startswith("data.jsonl, line 4")
     if field:
@@ -313,7 +313,7 @@ def test_bad_record_names_file_line_field_and_writes_nothing(tmp_path, name, goo
 ])
 def test_bad_fixture_files(fixture, line, field):
     with pytest.raises(ImportFileError) as info:
-        comparison_import(path=FIXTURES / fixture)
+        comparisons_import(path=FIXTURES / fixture)
     assert (info.value.file, info.value.line, info.value.field) == (fixture, line, field)
     assert counts() == (0,) * 6
 
@@ -331,27 +331,27 @@ def test_bad_posts_file(tmp_path):
 
 
 def test_bad_line_500_rolls_back_chunks_already_written(tmp_path, monkeypatch):
-    comparison_import(path=write(tmp_path / "seed.jsonl", read(TLDR, 5)), dataset="tldr")
+    comparisons_import(path=write(tmp_path / "seed.jsonl", read(TLDR, 5)), dataset="tldr")
     before = counts()
     monkeypatch.setattr(svc, "CHUNK", 50)  # so 9 chunks are written before line 500 is read
     records = read(TLDR, 600)
     lines = records[:499] + [_with(records[499], choice=2)] + records[500:]
     seen = []
     with pytest.raises(ImportFileError, match=r'line 500, field "choice"'):
-        comparison_import(path=write(tmp_path / "big.jsonl", lines), progress=seen.append, dataset="tldr")
+        comparisons_import(path=write(tmp_path / "big.jsonl", lines), progress=seen.append, dataset="tldr")
     assert seen and seen[-1] == 450  # rows were written inside the transaction...
     assert counts() == before  # ...and rolled back
 
 
 def test_format_detection_errors(tmp_path):
     with pytest.raises(ImportFileError, match="use import_posts"):
-        comparison_import(path=write(tmp_path / "refs.jsonl", read(REFS, 1)))
+        comparisons_import(path=write(tmp_path / "refs.jsonl", read(REFS, 1)))
     with pytest.raises(ImportFileError, match="no records"):
-        comparison_import(path=write(tmp_path / "empty.jsonl", []))
+        comparisons_import(path=write(tmp_path / "empty.jsonl", []))
     with pytest.raises(ImportFileError, match='line 1, field "post": missing'):
-        comparison_import(path=write(tmp_path / "x.jsonl", [{"id": "1", **GOOD_TRL}]), fmt="normalized")
+        comparisons_import(path=write(tmp_path / "x.jsonl", [{"id": "1", **GOOD_TRL}]), fmt="normalized")
     with pytest.raises(ImportFileError, match='field "format": unknown format'):
-        comparison_import(path=write(tmp_path / "x.jsonl", [GOOD_TRL]), fmt="csv")
+        comparisons_import(path=write(tmp_path / "x.jsonl", [GOOD_TRL]), fmt="csv")
 
 
 def test_commands_show_progress_and_fail_with_the_message(tmp_path, capsys):
@@ -381,10 +381,10 @@ def test_parsers_stream_line_by_line(tmp_path):
 
 def test_long_record_ids_make_distinct_import_keys(tmp_path):
     rows = [{**GOOD_TRL, "chosen": f"c{i}", "id": "x" * 199 + str(i)} for i in range(2)]
-    result = comparison_import(path=write(tmp_path / "x.jsonl", rows), dataset="d" * 150)
+    result = comparisons_import(path=write(tmp_path / "x.jsonl", rows), dataset="d" * 150)
     assert result.labels_created == 2
     assert len(set(HumanLabel.objects.values_list("import_key", flat=True))) == 2
-    assert comparison_import(path=tmp_path / "x.jsonl", dataset="d" * 150).labels_created == 0
+    assert comparisons_import(path=tmp_path / "x.jsonl", dataset="d" * 150).labels_created == 0
 
 
 def test_import_file_task_runs_the_service_and_removes_uploads(tmp_path):
@@ -412,7 +412,7 @@ def test_concurrent_imports_of_one_file_give_one_copy(transactional_db, require_
 
     def run():
         try:
-            results.append(comparison_import(path=path))
+            results.append(comparisons_import(path=path))
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:

@@ -22,7 +22,7 @@ from django.utils import timezone
 from rlaif_site import jobs
 from ..importers import FORMATS, ImportFileError
 from ..models import ImportJob
-from .imports import comparison_import, posts_import
+from .imports import comparisons_import, posts_import
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
             if job.kind == "posts":
                 result = posts_import(path=path, dataset=job.dataset or None, make_pairs=job.make_pairs)
             else:
-                result = comparison_import(path=path, fmt=job.fmt or None, dataset=job.dataset or None)
+                result = comparisons_import(path=path, fmt=job.fmt or None, dataset=job.dataset or None)
     except ImportFileError as exc:
         _finish(job, token, status=ImportJob.Status.FAILED, error=str(exc), error_line=exc.line or None,
                 error_field=exc.field or "")

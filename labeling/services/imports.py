@@ -1,6 +1,6 @@
 """Writes for file import and export of preferences.
 
-`comparison_import` and `posts_import` stream a file through the validating parsers of
+`comparisons_import` and `posts_import` stream a file through the validating parsers of
 `labeling.importers` and write it in ONE transaction: the first bad record raises
 `ImportFileError` and nothing of the file stays written. Records are written in chunks with
 per-file caches of posts, policies, summaries and comparisons and `bulk_create`, so a file of a
@@ -26,7 +26,7 @@ from ..models import (
     TaskKind,
 )
 
-__all__ = ["ImportFileError", "ImportResult", "comparison_import", "harmlessness_import", "posts_import"]
+__all__ = ["ImportFileError", "ImportResult", "comparisons_import", "harmlessness_import", "posts_import"]
 
 CHUNK = 500
 T = TypeVar("T")
@@ -264,7 +264,7 @@ def _canonical_label(rec: ComparisonRecord, first_id: int, second_id: int) -> di
     }
 
 
-def comparison_import(
+def comparisons_import(
     *, path: str | Path, fmt: str | None = None, dataset: str | None = None, task: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ImportResult:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from celery import shared_task
 
-from ..services.imports import comparison_import, posts_import
+from ..services.imports import comparisons_import, posts_import
 
 __all__ = ["import_file", "run_import_job"]
 
@@ -33,7 +33,7 @@ def import_file(
         if kind == "posts":
             result = posts_import(path=path, dataset=dataset, make_pairs=make_pairs)
         elif kind == "comparisons":
-            result = comparison_import(path=path, fmt=fmt, dataset=dataset)
+            result = comparisons_import(path=path, fmt=fmt, dataset=dataset)
         else:
             raise ValueError(f"unknown import kind {kind!r}")
         log.info("import_file %s: %s", path, result)

@@ -82,11 +82,11 @@ def small_world(db, annotator, staff_user):
 def load_tldr(path: Path = TLDR, dataset: str = "tldr-sample") -> None:
     """Import the shipped TL;DR comparisons: the labeling importer, else a direct loader."""
     try:
-        from labeling.services.imports import comparison_import
+        from labeling.services.imports import comparisons_import
     except ImportError:  # pragma: no cover - before the importer landed
-        comparison_import = None
-    if comparison_import is not None:
-        comparison_import(path=path, dataset=dataset)
+        comparisons_import = None
+    if comparisons_import is not None:
+        comparisons_import(path=path, dataset=dataset)
         _analyze()
         return
     ds = Dataset.objects.create(name=dataset, source=str(path))  # pragma: no cover

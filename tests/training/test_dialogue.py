@@ -17,12 +17,12 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def hh(tmp_path, tiny_models, artifact_root):
     """The first 24 shipped HH comparisons as dataset 'hh-test', and the tiny GPT-2 as a base artifact."""
-    from labeling.services.imports import comparison_import
+    from labeling.services.imports import comparisons_import
 
     lines = (DATA / "hh_rlhf_helpful_comparisons_sample.jsonl").read_text(encoding="utf-8").splitlines()[:24]
     path = tmp_path / "hh.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    comparison_import(path=path, dataset="hh-test")
+    comparisons_import(path=path, dataset="hh-test")
     ModelArtifact.objects.get_or_create(name="tiny-gpt2", defaults={"kind": "base", "path": str(tiny_models["causal_lm"])})
     from labeling.models import Dataset
 

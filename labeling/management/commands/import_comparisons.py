@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labeling.importers import FORMATS, ImportFileError
 from labeling.models import TaskKind
-from labeling.services.imports import comparison_import
+from labeling.services.imports import comparisons_import
 
 from ._import_progress import record_progress
 
@@ -25,7 +25,7 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         try:
             with record_progress(f"import {opts['file']}", opts["verbosity"] > 0) as progress:
-                result = comparison_import(path=opts["file"], fmt=opts["format"], dataset=opts["dataset"],
+                result = comparisons_import(path=opts["file"], fmt=opts["format"], dataset=opts["dataset"],
                                            task=opts["task"], progress=progress)
         except (ImportFileError, OSError) as exc:
             raise CommandError(str(exc)) from exc

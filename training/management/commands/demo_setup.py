@@ -27,11 +27,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, skip_models: bool = False, **options):
         from labeling.models import Comparison, Policy
-        from labeling.services.imports import comparison_import, posts_import
+        from labeling.services.imports import comparisons_import, posts_import
 
         data = settings.DATA_DIR
         self.stdout.write("Importing the shipped TL;DR comparisons and reference summaries ...")
-        result = comparison_import(path=data / "tldr_comparisons_sample.jsonl", dataset="tldr")
+        result = comparisons_import(path=data / "tldr_comparisons_sample.jsonl", dataset="tldr")
         self.stdout.write(f"  comparisons: {result}")
         result = posts_import(path=data / "tldr_sft_reference_summaries.jsonl", dataset="tldr")
         self.stdout.write(f"  reference summaries: {result}")
