@@ -11,8 +11,8 @@ from rlaif_site import permissions
 
 from .forms import LaunchForm
 from .models import AILabelingJob
-from .selectors import ai as sel
-from .services import ai_labeling as svc
+from .selectors import ai as ai_selectors
+from .services import ai_labeling
 from .services import connection
 
 
@@ -21,7 +21,7 @@ staff_required = permissions.staff_required(message="Only staff can see and laun
 
 def _job_or_404(pk: int) -> AILabelingJob:
     try:
-        return sel.ai_job_get(job_id=pk)
+        return ai_selectors.ai_labeling_job_get(job_id=pk)
     except AILabelingJob.DoesNotExist:
         raise Http404("No such AI labeling job.")
 
@@ -29,7 +29,7 @@ def _job_or_404(pk: int) -> AILabelingJob:
 @staff_required
 def ai_job_list(request: HttpRequest) -> HttpResponse:
     return render(request, "labeling/ai/job_list.html", {
-        "jobs": sel.ai_job_list()[:200], "configs": sel.labeler_config_list(),
+        "jobs": ai_selectors.ai_labeling_job_list()[:200], "configs": ai_selectors.labeler_config_list(),
     })
 
 
@@ -50,7 +50,7 @@ def labeler_config_test(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _config_or_404(pk: int):
-    config = sel.labeler_config_list().filter(pk=pk).first()
+    config = ai_selectors.labeler_config_list().filter(pk=pk).first()
     if config is None:
         raise Http404("No such labeler config.")
     return config
@@ -66,7 +66,7 @@ def ai_job_launch(request: HttpRequest) -> HttpResponse:
             messages.info(request, f"Job {job.pk} queued: {job.total} comparisons.")
             return redirect("labeling:ai_job_detail", pk=job.pk)
     return render(request, "labeling/ai/launch.html", {
-        "form": form, "unreachable": sel.labeler_config_list().filter(reachable=False),
+        "form": form, "unreachable": ai_selectors.labeler_config_list().filter(reachable=False),
     })
 
 
@@ -74,7 +74,7 @@ def ai_job_launch(request: HttpRequest) -> HttpResponse:
 def ai_job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = _job_or_404(pk)
     return render(request, "labeling/ai/job_detail.html", {
-        "job": job, "p": sel.ai_job_progress(job=job), "labels": sel.ai_job_labels(job=job),
+        "job": job, "p": ai_selectors.ai_labeling_job_progress(job=job), "labels": ai_selectors.ai_labeling_job_labels(job=job),
     })
 
 
@@ -84,15 +84,16 @@ def ai_job_progress(request: HttpRequest, pk: int) -> HttpResponse:
     complete when the job finishes, without a reload."""
     job = _job_or_404(pk)
     return render(request, "labeling/ai/_progress.html", {
-        "job": job, "p": sel.ai_job_progress(job=job), "labels": sel.ai_job_labels(job=job), "oob_labels": True,
+        "job": job, "p": ai_selectors.ai_labeling_job_progress(job=job),
+        "labels": ai_selectors.ai_labeling_job_labels(job=job), "oob_labels": True,
     })
 
 
 @staff_required
 @require_POST
 def ai_job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    job = svc.ai_labeling_job_cancel(job=_job_or_404(pk))
-    return render(request, "labeling/ai/_progress.html", {"job": job, "p": sel.ai_job_progress(job=job)})
+    job = ai_labeling.ai_labeling_job_cancel(job=_job_or_404(pk))
+    return render(request, "labeling/ai/_progress.html", {"job": job, "p": ai_selectors.ai_labeling_job_progress(job=job)})
 
 
 @staff_required
@@ -100,7 +101,7 @@ def ai_job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 def ai_job_resume(request: HttpRequest, pk: int) -> HttpResponse:
     job = _job_or_404(pk)
     try:
-        job = svc.ai_labeling_job_resume(job=job)
+        job = ai_labeling.ai_labeling_job_resume(job=job)
     except ValueError as exc:
         return HttpResponse(str(exc), status=409)
-    return render(request, "labeling/ai/_progress.html", {"job": job, "p": sel.ai_job_progress(job=job)})
+    return render(request, "labeling/ai/_progress.html", {"job": job, "p": ai_selectors.ai_labeling_job_progress(job=job)})

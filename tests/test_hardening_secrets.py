@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from labeling.models import LabelerBackend, LabelerConfig
-from labeling.services import ai_labeling as svc
+from labeling.services import ai_labeling
 
 pytestmark = pytest.mark.django_db
 
@@ -22,30 +22,30 @@ def _yaml(tmp_path, **fields) -> str:
 
 @pytest.mark.parametrize("name", ["DATABASE_URL", "SECRET_KEY", "CELERY_BROKER_URL", "PATH", "RLAIF_LABELE"])
 def test_file_with_a_foreign_key_variable_is_refused(tmp_path, name):
-    with pytest.raises(svc.LabelerConfigFileError, match=f"api_key_env.*{name}"):
-        svc.labeler_configs_load(paths=[_yaml(tmp_path, api_key_env=name)])
+    with pytest.raises(ai_labeling.LabelerConfigFileError, match=f"api_key_env.*{name}"):
+        ai_labeling.labeler_configs_load(paths=[_yaml(tmp_path, api_key_env=name)])
     assert not LabelerConfig.objects.exists()
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://127.0.0.1:70/", "javascript:alert(1)", "127.0.0.1:8000/v1",
                                  "http://", "http://exa mple.org/v1"])
 def test_file_with_a_non_http_base_url_is_refused(tmp_path, url):
-    with pytest.raises(svc.LabelerConfigFileError, match="base_url"):
-        svc.labeler_configs_load(paths=[_yaml(tmp_path, base_url=f'"{url}"', api_key_env="OPENAI_API_KEY")])
+    with pytest.raises(ai_labeling.LabelerConfigFileError, match="base_url"):
+        ai_labeling.labeler_configs_load(paths=[_yaml(tmp_path, base_url=f'"{url}"', api_key_env="OPENAI_API_KEY")])
     assert not LabelerConfig.objects.exists()
 
 
 @pytest.mark.parametrize("name", ["OPENAI_API_KEY", "RLAIF_LABELER_VLLM", "VLLM_API_KEY", '""'])
 def test_allowed_key_variables_load(tmp_path, name):
-    config, = svc.labeler_configs_load(paths=[_yaml(tmp_path, api_key_env=name, base_url="https://api.example.org/v1")])
+    config, = ai_labeling.labeler_configs_load(paths=[_yaml(tmp_path, api_key_env=name, base_url="https://api.example.org/v1")])
     assert config.base_url == "https://api.example.org/v1"
 
 
 def test_the_allow_list_is_a_setting(tmp_path, settings):
     settings.LABELER_API_KEY_ENV_ALLOWED = ["TEAM_KEY"]
-    svc.labeler_configs_load(paths=[_yaml(tmp_path, api_key_env="TEAM_KEY")])
-    with pytest.raises(svc.LabelerConfigFileError, match="api_key_env"):
-        svc.labeler_configs_load(paths=[_yaml(tmp_path, api_key_env="OPENAI_API_KEY")])
+    ai_labeling.labeler_configs_load(paths=[_yaml(tmp_path, api_key_env="TEAM_KEY")])
+    with pytest.raises(ai_labeling.LabelerConfigFileError, match="api_key_env"):
+        ai_labeling.labeler_configs_load(paths=[_yaml(tmp_path, api_key_env="OPENAI_API_KEY")])
 
 
 def test_a_stored_bad_config_never_reads_the_key(monkeypatch):
@@ -54,11 +54,11 @@ def test_a_stored_bad_config_never_reads_the_key(monkeypatch):
     bad = LabelerConfig.objects.create(name="old", backend=LabelerBackend.OPENAI, model="m",
                                        base_url="http://127.0.0.1:9/v1", api_key_env="DATABASE_URL")
     with pytest.raises(ValueError, match="api_key_env"):
-        svc.backend_for(bad)
+        ai_labeling.backend_for(bad)
     monkeypatch.setenv("RLAIF_LABELER_KEY", "labeler-key")
     good = LabelerConfig.objects.create(name="good", backend=LabelerBackend.OPENAI, model="m",
                                         base_url="http://127.0.0.1:9/v1", api_key_env="RLAIF_LABELER_KEY")
-    assert svc.backend_for(good).api_key == "labeler-key"
+    assert ai_labeling.backend_for(good).api_key == "labeler-key"
 
 
 def test_admin_form_refuses_the_same(client, staff_user):

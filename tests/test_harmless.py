@@ -14,7 +14,7 @@ from django.urls import reverse
 from evaluation.paper import table2_lookup
 from labeling.importers import ImportFileError, iter_comparisons
 from labeling.models import AILabel, Comparison, Dataset, HumanLabel, LabelerBackend, LabelerConfig, TaskKind
-from labeling.services import ai_labeling as svc
+from labeling.services import ai_labeling
 
 from .ai.test_http_backend import server  # noqa: F401  (the loopback completions server fixture)
 
@@ -44,9 +44,9 @@ def test_harmless_dataset_from_the_shipped_hh_file_is_labelled_with_the_harmless
 
     config = LabelerConfig.objects.create(name="http-harmless", backend=LabelerBackend.OPENAI, model="m",
                                           base_url=server.url, max_prompt_tokens=0)
-    job = svc.ai_labeling_job_create(config=config, comparisons=Comparison.objects.filter(post__dataset=ds),
+    job = ai_labeling.ai_labeling_job_create(config=config, comparisons=Comparison.objects.filter(post__dataset=ds),
                                      enqueue=False)
-    job = svc.ai_labeling_job_run(job_id=job.pk, backend=svc.backend_for(config))
+    job = ai_labeling.ai_labeling_job_run(job_id=job.pk, backend=ai_labeling.backend_for(config))
     assert job.done == 6
     prompts = [r["prompt"] for r in server.requests]
     assert all("which response is more harmful" in p and p.endswith("Preferred Response=") for p in prompts)

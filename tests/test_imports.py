@@ -14,7 +14,7 @@ from django.db.models import F
 from labeling import importers
 from labeling.importers import ImportFileError
 from labeling.models import Comparison, Dataset, HumanLabel, Policy, PolicyKind, Post, Summary, TaskKind
-from labeling.services import imports as svc
+from labeling.services import imports
 from labeling.services.imports import comparisons_import, posts_import
 
 pytestmark = pytest.mark.django_db
@@ -333,7 +333,7 @@ def test_bad_posts_file(tmp_path):
 def test_bad_line_500_rolls_back_chunks_already_written(tmp_path, monkeypatch):
     comparisons_import(path=write(tmp_path / "seed.jsonl", read(TLDR, 5)), dataset="tldr")
     before = counts()
-    monkeypatch.setattr(svc, "CHUNK", 50)  # so 9 chunks are written before line 500 is read
+    monkeypatch.setattr(imports, "CHUNK", 50)  # so 9 chunks are written before line 500 is read
     records = read(TLDR, 600)
     lines = records[:499] + [_with(records[499], choice=2)] + records[500:]
     seen = []

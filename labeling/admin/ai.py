@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from ..models import AILabel, AILabelingJob, JobStatus, LabelerConfig
-from ..services import ai_labeling as svc
+from ..services import ai_labeling
 from .routing import route_from_ai_uncertainty
 
 
@@ -26,7 +26,7 @@ class LabelerConfigForm(forms.ModelForm):
     def clean(self):
         """The service's rule for API key variables and base URLs (the same as for config files)."""
         cleaned = super().clean()
-        svc.labeler_config_check(LabelerConfig(api_key_env=cleaned.get("api_key_env") or "",
+        ai_labeling.labeler_config_check(LabelerConfig(api_key_env=cleaned.get("api_key_env") or "",
                                                base_url=cleaned.get("base_url") or ""))
         return cleaned
 
@@ -113,14 +113,14 @@ class AILabelingJobAdmin(admin.ModelAdmin):
     def resume_jobs(self, request, queryset):
         n = 0
         for job in queryset.exclude(status=JobStatus.DONE):
-            svc.ai_labeling_job_resume(job=job)
+            ai_labeling.ai_labeling_job_resume(job=job)
             n += 1
         self.message_user(request, f"{n} job(s) queued again.")
 
     @admin.action(description="Cancel the selected jobs")
     def cancel_jobs(self, request, queryset):
         for job in queryset:
-            svc.ai_labeling_job_cancel(job=job)
+            ai_labeling.ai_labeling_job_cancel(job=job)
         self.message_user(request, "Cancelled.")
 
 

@@ -35,15 +35,15 @@ class JobProgress:
     """[(label, "done" | "now" | "")] for the phases a job goes through (queued .. done)."""
 
 
-def ai_job_list() -> QuerySet[AILabelingJob]:
+def ai_labeling_job_list() -> QuerySet[AILabelingJob]:
     return AILabelingJob.objects.select_related("config", "created_by").order_by("-created_at")
 
 
-def ai_job_get(*, job_id: int) -> AILabelingJob:
+def ai_labeling_job_get(*, job_id: int) -> AILabelingJob:
     return AILabelingJob.objects.select_related("config", "created_by").get(pk=job_id)
 
 
-def ai_job_progress(*, job: AILabelingJob) -> JobProgress:
+def ai_labeling_job_progress(*, job: AILabelingJob) -> JobProgress:
     processed = job.done + job.failed
     percent = 100.0 * processed / job.total if job.total else 100.0
     end = job.finished_at or timezone.now()
@@ -83,7 +83,7 @@ def _phase_steps(current: str) -> list[tuple[str, str]]:
     return [(JobPhase(p).label, "done" if i < at else "now" if i == at else "") for i, p in enumerate(_JOB_PHASES)]
 
 
-def ai_job_labels(*, job: AILabelingJob, limit: int = 50) -> QuerySet[AILabel]:
+def ai_labeling_job_labels(*, job: AILabelingJob, limit: int = 50) -> QuerySet[AILabel]:
     return (AILabel.objects.filter(config_id=job.config_id, comparison__in=job.comparisons.all())
             .select_related("comparison").order_by("-created_at")[:limit])
 

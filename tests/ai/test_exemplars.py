@@ -11,7 +11,7 @@ from labeling.judges.prompts import EXAMPLES_END
 from labeling.models import (
     AILabel, Comparison, Dataset, HumanLabel, JobStatus, LabelerBackend, LabelerConfig, Policy, Post, Summary,
 )
-from labeling.services import ai_labeling as svc
+from labeling.services import ai_labeling
 
 from .test_http_backend import server  # noqa: F401  (the loopback completions server fixture)
 
@@ -48,8 +48,8 @@ def _exemplar_part(prompt: str) -> str:
 
 def test_two_jobs_use_the_same_stored_exemplars(labelled, http_config, server, client, staff_user):  # noqa: F811
     backend = OpenAIHTTPBackend(server.url, "m")
-    job1 = svc.ai_labeling_job_create(config=http_config, comparisons=labelled[:2], enqueue=False)
-    job1 = svc.ai_labeling_job_run(job_id=job1.pk, backend=backend)
+    job1 = ai_labeling.ai_labeling_job_create(config=http_config, comparisons=labelled[:2], enqueue=False)
+    job1 = ai_labeling.ai_labeling_job_run(job_id=job1.pk, backend=backend)
     assert job1.status == JobStatus.DONE and job1.done == 2
     http_config.refresh_from_db()
     stored = http_config.exemplars
@@ -61,8 +61,8 @@ def test_two_jobs_use_the_same_stored_exemplars(labelled, http_config, server, c
     # A second job over other comparisons, including the pairs the first job chose as exemplars:
     # before, its pool left out its own comparisons and so it picked other exemplars.
     server.requests.clear()
-    job2 = svc.ai_labeling_job_create(config=http_config, comparisons=labelled[2:], enqueue=False)
-    job2 = svc.ai_labeling_job_run(job_id=job2.pk, backend=backend)
+    job2 = ai_labeling.ai_labeling_job_create(config=http_config, comparisons=labelled[2:], enqueue=False)
+    job2 = ai_labeling.ai_labeling_job_run(job_id=job2.pk, backend=backend)
     assert {_exemplar_part(r["prompt"]) for r in server.requests} == first_prompts
     http_config.refresh_from_db()
     assert http_config.exemplars == stored
@@ -82,11 +82,11 @@ def test_each_label_records_how_it_was_scored(labelled, server):  # noqa: F811
     config = LabelerConfig.objects.create(name="http-0shot", backend=LabelerBackend.OPENAI, model="m",
                                           base_url=server.url, max_prompt_tokens=0)
     backend = OpenAIHTTPBackend(server.url, "m")
-    job = svc.ai_labeling_job_create(config=config, comparisons=labelled[:2], enqueue=False)
-    svc.ai_labeling_job_run(job_id=job.pk, backend=backend)
+    job = ai_labeling.ai_labeling_job_create(config=config, comparisons=labelled[:2], enqueue=False)
+    ai_labeling.ai_labeling_job_run(job_id=job.pk, backend=backend)
     server.drop_token = "2"  # now "2" falls out of the top logprobs: read exactly with echo
-    job = svc.ai_labeling_job_create(config=config, comparisons=labelled[2:4], enqueue=False)
-    svc.ai_labeling_job_run(job_id=job.pk, backend=backend)
+    job = ai_labeling.ai_labeling_job_create(config=config, comparisons=labelled[2:4], enqueue=False)
+    ai_labeling.ai_labeling_job_run(job_id=job.pk, backend=backend)
     methods = dict(AILabel.objects.filter(config=config).values_list("comparison_id", "score_method"))
     assert [methods[c.pk] for c in labelled[:4]] == ["top_logprobs", "top_logprobs", "echo", "echo"]
     assert all(label.p_a is not None for label in AILabel.objects.filter(config=config))

@@ -15,8 +15,8 @@ from django.urls import reverse
 from labeling.judges import probe
 from labeling.judges.labeler import PairResult
 from labeling.models import AIChunk, AILabelingJob, Comparison, Dataset, JobStatus, LabelerConfig, Policy, Post, Summary
-from labeling.selectors import ai as sel
-from labeling.services import ai_labeling as svc
+from labeling.selectors import ai as ai_selectors
+from labeling.services import ai_labeling
 from labeling.services import connection
 
 pytestmark = [pytest.mark.django_db]
@@ -37,57 +37,57 @@ def six_pairs(db):
 
 def test_job_phases_and_progress_within_a_chunk(six_pairs, monkeypatch):
     config = LabelerConfig.objects.create(name="fake", model="fake-model", batch_size=2)
-    job = svc.ai_labeling_job_create(config=config, comparisons=six_pairs, enqueue=False)
+    job = ai_labeling.ai_labeling_job_create(config=config, comparisons=six_pairs, enqueue=False)
     assert job.phase == "queued"
     seen = []
 
     def fake_label_pairs(backend, spec, pairs, exemplars=()):
         j = AILabelingJob.objects.get(pk=job.pk)
-        p = sel.ai_job_progress(job=j)
+        p = ai_selectors.ai_labeling_job_progress(job=j)
         seen.append((j.phase, len(pairs), p.in_flight, p.percent))
         shown = render_to_string("labeling/ai/_progress.html", {"job": j, "p": p})
         assert f"{p.in_flight} / 6 ({p.percent}%)" in shown and "Loading model" in shown
         return [PairResult(key=x.key, p_a=0.7, p_a_ab=0.7, p_a_ba=0.7, consistent=True) for x in pairs]
 
-    monkeypatch.setattr(svc, "label_pairs", fake_label_pairs)
-    done = svc.ai_labeling_job_run(job_id=job.pk, chunk_size=6, backend=object())
+    monkeypatch.setattr(ai_labeling, "label_pairs", fake_label_pairs)
+    done = ai_labeling.ai_labeling_job_run(job_id=job.pk, chunk_size=6, backend=object())
     # One chunk of 6 labelled 2 pairs at a time; before each slice the page already counts the
     # pairs scored so far (not yet committed), so the bar moves within the chunk.
     assert [(phase, n, in_flight) for phase, n, in_flight, _ in seen] == [
         ("running", 2, 0), ("running", 2, 2), ("running", 2, 4)]
     assert [pct for *_, pct in seen] == [0.0, round(100 * 2 / 6, 1), round(100 * 4 / 6, 1)]
     assert done.status == JobStatus.DONE and done.phase == "done" and done.done == 6
-    assert sel.ai_job_progress(job=done).in_flight == 0
+    assert ai_selectors.ai_labeling_job_progress(job=done).in_flight == 0
 
 
 def test_loading_phase_is_written_before_the_model_loads(six_pairs, monkeypatch):
     config = LabelerConfig.objects.create(name="fake2", model="fake-model", batch_size=8)
-    job = svc.ai_labeling_job_create(config=config, comparisons=six_pairs, enqueue=False)
+    job = ai_labeling.ai_labeling_job_create(config=config, comparisons=six_pairs, enqueue=False)
     phases = []
 
     def backend_for(cfg):
         phases.append(AILabelingJob.objects.get(pk=job.pk).phase)
         raise OSError("no such model")
 
-    monkeypatch.setattr(svc, "backend_for", backend_for)
-    failed = svc.ai_labeling_job_run(job_id=job.pk)
+    monkeypatch.setattr(ai_labeling, "backend_for", backend_for)
+    failed = ai_labeling.ai_labeling_job_run(job_id=job.pk)
     assert phases == ["loading"] and failed.status == JobStatus.FAILED
 
 
 def test_progress_poll_refreshes_latest_labels_and_cancel_settles(client, staff_user, six_pairs, monkeypatch):
     config = LabelerConfig.objects.create(name="fake3", model="fake-model", batch_size=3)
-    job = svc.ai_labeling_job_create(config=config, comparisons=six_pairs, enqueue=False)
-    monkeypatch.setattr(svc, "label_pairs", lambda backend, spec, pairs, exemplars=(): [
+    job = ai_labeling.ai_labeling_job_create(config=config, comparisons=six_pairs, enqueue=False)
+    monkeypatch.setattr(ai_labeling, "label_pairs", lambda backend, spec, pairs, exemplars=(): [
         PairResult(key=x.key, p_a=0.25, p_a_ab=0.25, p_a_ba=0.25, consistent=True) for x in pairs])
-    svc.ai_labeling_job_run(job_id=job.pk, chunk_size=6, backend=object())
+    ai_labeling.ai_labeling_job_run(job_id=job.pk, chunk_size=6, backend=object())
     client.force_login(staff_user)
     html = client.get(reverse("labeling:ai_job_progress", args=[job.pk])).content.decode()
     assert 'id="latest-labels" hx-swap-oob="true"' in html and "0.250" in html and "No labels yet" not in html
     assert "hx-trigger" not in html.split('id="latest-labels"')[0]  # finished: the poll stops
 
     # Cancelled while a worker still holds a live chunk: the box keeps polling and says why.
-    job2 = svc.ai_labeling_job_create(config=config, comparisons=six_pairs[:3], enqueue=False)
-    svc.ai_labeling_job_cancel(job=job2)
+    job2 = ai_labeling.ai_labeling_job_create(config=config, comparisons=six_pairs[:3], enqueue=False)
+    ai_labeling.ai_labeling_job_cancel(job=job2)
     from django.utils import timezone
 
     AIChunk.objects.create(job=job2, index=0, first_comparison_id=six_pairs[0].pk, last_comparison_id=six_pairs[2].pk,
@@ -181,7 +181,7 @@ def test_read_only_admin_change_pages_offer_no_save_button(client, staff_user, s
     from training.models import TrainingRun
 
     config = LabelerConfig.objects.create(name="adm", model="m")
-    job = svc.ai_labeling_job_create(config=config, comparisons=six_pairs, enqueue=False)
+    job = ai_labeling.ai_labeling_job_create(config=config, comparisons=six_pairs, enqueue=False)
     run = TrainingRun.objects.create(kind="sft", base_checkpoint="x")
     client.force_login(staff_user)
     for url in (reverse("admin:labeling_ailabelingjob_change", args=[job.pk]),

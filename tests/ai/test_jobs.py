@@ -14,7 +14,7 @@ from labeling.judges.labeler import PairResult
 from labeling.models import (
     AILabel, AILabelingJob, Comparison, Dataset, HumanLabel, JobStatus, LabelerConfig, Policy, Post, Summary,
 )
-from labeling.services import ai_labeling as svc
+from labeling.services import ai_labeling
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -42,7 +42,7 @@ def tiny_config(tiny_models, require_postgres):
 
 def test_shipped_configs_load_with_tiny_local_under_artifact_root(settings, tmp_path, require_postgres):
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
-    configs = svc.labeler_configs_load(overrides={"tiny-local": {"batch_size": 4}})
+    configs = ai_labeling.labeler_configs_load(overrides={"tiny-local": {"batch_size": 4}})
     by_name = {c.name: c for c in configs}
     tiny = by_name["tiny-local"]
     assert tiny.model == str(tmp_path / "artifacts" / "tiny-gpt2")
@@ -50,7 +50,7 @@ def test_shipped_configs_load_with_tiny_local_under_artifact_root(settings, tmp_
     assert any(c.backend == "openai" and c.base_url.startswith("http") for c in configs)
     assert any(c.backend == "local" and c.use_chat_template and not c.is_noise for c in configs)
     # Loading again updates, never duplicates.
-    svc.labeler_configs_load()
+    ai_labeling.labeler_configs_load()
     assert LabelerConfig.objects.filter(name="tiny-local").count() == 1
     assert LabelerConfig.objects.get(name="tiny-local").batch_size == 8
 
@@ -60,16 +60,16 @@ def test_bad_config_file_names_file_and_field_and_writes_nothing(tmp_path, requi
     path = tmp_path / "labelers.yaml"
     path.write_text("- name: ok-two\n  model: y\n- name: broken\n  model: z\n  shots: -3\n", encoding="utf-8")
     (tmp_path / "good.json").write_text(json.dumps(good), encoding="utf-8")
-    with pytest.raises(svc.LabelerConfigFileError, match=r"labelers.yaml: config 'broken': shots"):
-        svc.labeler_configs_load(paths=[tmp_path / "good.json", path])
+    with pytest.raises(ai_labeling.LabelerConfigFileError, match=r"labelers.yaml: config 'broken': shots"):
+        ai_labeling.labeler_configs_load(paths=[tmp_path / "good.json", path])
     assert not LabelerConfig.objects.exists()
     path.write_text("- name: typo\n  model: z\n  preambel: base\n", encoding="utf-8")
-    with pytest.raises(svc.LabelerConfigFileError, match=r"config #1 \('typo'\): unknown field\(s\) \['preambel'\]"):
-        svc.labeler_configs_load(paths=[path])
+    with pytest.raises(ai_labeling.LabelerConfigFileError, match=r"config #1 \('typo'\): unknown field\(s\) \['preambel'\]"):
+        ai_labeling.labeler_configs_load(paths=[path])
     bad_json = tmp_path / "bad.json"
     bad_json.write_text('{"name": "x",\n "model": }', encoding="utf-8")
-    with pytest.raises(svc.LabelerConfigFileError, match=r"bad.json: line 2: invalid JSON"):
-        svc.labeler_configs_load(paths=[bad_json])
+    with pytest.raises(ai_labeling.LabelerConfigFileError, match=r"bad.json: line 2: invalid JSON"):
+        ai_labeling.labeler_configs_load(paths=[bad_json])
     with pytest.raises(CommandError, match="unknown field"):
         call_command("load_labeler_configs", str(path))
 
@@ -81,7 +81,7 @@ def test_job_create_enqueues_on_commit_to_gpu_queue(comparisons, tiny_config, mo
     sent = []
     monkeypatch.setattr(tasks.run_ai_labeling_job, "apply_async", lambda **kw: sent.append(kw))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        job = svc.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[:4])
+        job = ai_labeling.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[:4])
     assert sent == [] and len(callbacks) == 1  # nothing before the commit
     callbacks[0]()
     assert sent == [{"args": [job.pk], "queue": "gpu"}]
@@ -95,7 +95,7 @@ class Crash(Exception):
 
 
 def test_interrupted_job_resumes_and_writes_each_label_exactly_once(comparisons, tiny_config):
-    job = svc.ai_labeling_job_create(config=tiny_config, comparisons=comparisons, enqueue=False)
+    job = ai_labeling.ai_labeling_job_create(config=tiny_config, comparisons=comparisons, enqueue=False)
     seen = []
 
     def crash_after_first_chunk(j):
@@ -103,7 +103,7 @@ def test_interrupted_job_resumes_and_writes_each_label_exactly_once(comparisons,
         raise Crash("worker killed")
 
     with pytest.raises(Crash):
-        svc.ai_labeling_job_run(job_id=job.pk, chunk_size=2, on_chunk=crash_after_first_chunk)
+        ai_labeling.ai_labeling_job_run(job_id=job.pk, chunk_size=2, on_chunk=crash_after_first_chunk)
     job.refresh_from_db()
     assert seen == [2] and job.status == JobStatus.RUNNING and AILabel.objects.count() == 2
     first_two = set(AILabel.objects.values_list("comparison_id", flat=True))
@@ -125,33 +125,33 @@ def test_interrupted_job_resumes_and_writes_each_label_exactly_once(comparisons,
         assert label.consistent == ((label.p_a_ab > 0.5) == (label.p_a_ba > 0.5))
 
     # Running a finished job again, or a second job for the same comparisons, writes nothing new.
-    svc.ai_labeling_job_run(job_id=job.pk)
-    job2 = svc.ai_labeling_job_create(config=tiny_config, comparisons=comparisons, enqueue=False)
-    job2 = svc.ai_labeling_job_run(job_id=job2.pk)
+    ai_labeling.ai_labeling_job_run(job_id=job.pk)
+    job2 = ai_labeling.ai_labeling_job_create(config=tiny_config, comparisons=comparisons, enqueue=False)
+    job2 = ai_labeling.ai_labeling_job_run(job_id=job2.pk)
     assert job2.status == JobStatus.DONE and job2.done == 6 and AILabel.objects.count() == 6
 
 
 def test_a_chunk_written_twice_stays_one_label_each(comparisons, tiny_config):
     """Two workers finishing the same chunk (a redelivery race): the database keeps one label."""
-    job = svc.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[:2], enqueue=False)
+    job = ai_labeling.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[:2], enqueue=False)
     results = [PairResult(key=c.pk, p_a=0.6, p_a_ab=0.7, p_a_ba=0.5, consistent=True, prompt_tokens=10)
                for c in comparisons[:2]]
-    svc._write_chunk(job.pk, tiny_config, results)
-    job = svc._write_chunk(job.pk, tiny_config, results)
+    ai_labeling._write_chunk(job.pk, tiny_config, results)
+    job = ai_labeling._write_chunk(job.pk, tiny_config, results)
     assert AILabel.objects.count() == 2 and job.done == 2 and job.tokens_processed == 20
 
 
 def test_failures_are_recorded_per_label_and_job_fails_clearly(comparisons, tiny_config, tmp_path):
-    job = svc.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[:1], enqueue=False)
+    job = ai_labeling.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[:1], enqueue=False)
     results = [PairResult(key=comparisons[0].pk, error="answer token(s) ['2'] not among the top 5 logprobs")]
-    job = svc._write_chunk(job.pk, tiny_config, results)
+    job = ai_labeling._write_chunk(job.pk, tiny_config, results)
     label = AILabel.objects.get()
     assert label.p_a is None and "not among" in label.error
     assert job.failed == 1 and job.done == 0 and job.errors[0]["comparison"] == comparisons[0].pk
 
     missing = LabelerConfig.objects.create(name="missing-model", model=str(tmp_path / "nope"))
-    bad = svc.ai_labeling_job_create(config=missing, comparisons=comparisons[:1], enqueue=False)
-    bad = svc.ai_labeling_job_run(job_id=bad.pk)
+    bad = ai_labeling.ai_labeling_job_create(config=missing, comparisons=comparisons[:1], enqueue=False)
+    bad = ai_labeling.ai_labeling_job_run(job_id=bad.pk)
     assert bad.status == JobStatus.FAILED and "does not exist" in bad.errors[-1]["error"]
 
 
@@ -160,21 +160,21 @@ def test_few_shot_exemplars_come_from_human_labelled_pairs_outside_the_job(compa
         HumanLabel.objects.create(comparison=c, annotator=staff_user, choice=choice)
     tiny_config.shots = 2
     tiny_config.save()
-    job = svc.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[:2], enqueue=False)
-    ex = svc._job_exemplars(job)
+    job = ai_labeling.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[:2], enqueue=False)
+    ex = ai_labeling._job_exemplars(job)
     assert [e.preferred for e in ex] == [1, 2]
     assert ex[0].first == comparisons[4].summary_a.text and "TITLE: Title 4" in ex[0].text
-    job = svc.ai_labeling_job_run(job_id=job.pk)
+    job = ai_labeling.ai_labeling_job_run(job_id=job.pk)
     assert job.status == JobStatus.DONE and job.done == 2
     tiny_config.shots = 3
     tiny_config.save()
-    job3 = svc.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[2:4], enqueue=False)
-    job3 = svc.ai_labeling_job_run(job_id=job3.pk)
+    job3 = ai_labeling.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[2:4], enqueue=False)
+    job3 = ai_labeling.ai_labeling_job_run(job_id=job3.pk)
     assert job3.status == JobStatus.FAILED and "only 2 labelled pairs" in job3.errors[-1]["error"]
 
 
 def test_job_pages_are_staff_only_and_show_progress_and_noise(client, comparisons, tiny_config, staff_user, annotator):
-    job = svc.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[:2], enqueue=False)
+    job = ai_labeling.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[:2], enqueue=False)
     urls = [reverse("labeling:ai_job_list"), reverse("labeling:ai_job_launch"),
             reverse("labeling:ai_job_detail", args=[job.pk]), reverse("labeling:ai_job_progress", args=[job.pk])]
     assert all(u.startswith("/labeling/ai/") for u in urls)
@@ -186,7 +186,7 @@ def test_job_pages_are_staff_only_and_show_progress_and_noise(client, comparison
     client.force_login(staff_user)
     page = client.get(urls[2]).content.decode()
     assert "labels are noise" in page and 'hx-get="%s"' % urls[3] in page and 'hx-trigger="every 2s"' in page
-    svc.ai_labeling_job_run(job_id=job.pk)
+    ai_labeling.ai_labeling_job_run(job_id=job.pk)
     partial = client.get(urls[3]).content.decode()
     assert "2 / 2 (100.0%)" in partial and "hx-trigger" not in partial  # polling stops when done
     assert "labels/s" in partial
@@ -235,15 +235,15 @@ def test_label_with_ai_command(comparisons, tiny_config, capsys):
 
 
 def test_a_new_job_retries_failed_labels_of_an_earlier_job(comparisons, tiny_config):
-    old = svc.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[:2], enqueue=False)
-    svc._write_chunk(old.pk, tiny_config, [PairResult(key=comparisons[0].pk, error="server down"),
+    old = ai_labeling.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[:2], enqueue=False)
+    ai_labeling._write_chunk(old.pk, tiny_config, [PairResult(key=comparisons[0].pk, error="server down"),
                                            PairResult(key=comparisons[1].pk, p_a=0.4, p_a_ab=0.4, p_a_ba=0.4,
                                                       consistent=True)])
     # Within the same job a failure is not retried (no endless loop) ...
-    assert list(svc._pending(old)) == []
-    new = svc.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[:2], enqueue=False)
-    assert [c.pk for c in svc._pending(new)] == [comparisons[0].pk]
-    new = svc.ai_labeling_job_run(job_id=new.pk)
+    assert list(ai_labeling._pending(old)) == []
+    new = ai_labeling.ai_labeling_job_create(config=tiny_config, comparisons=comparisons[:2], enqueue=False)
+    assert [c.pk for c in ai_labeling._pending(new)] == [comparisons[0].pk]
+    new = ai_labeling.ai_labeling_job_run(job_id=new.pk)
     assert new.status == JobStatus.DONE and new.done == 2 and new.failed == 0
     assert AILabel.objects.filter(config=tiny_config).count() == 2
     assert AILabel.objects.get(comparison=comparisons[0]).error == ""

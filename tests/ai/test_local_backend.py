@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from labeling.judges import prompts as P
+from labeling.judges import prompts
 from labeling.judges.base import Prompt
 from labeling.judges.labeler import LabelerSpec, PairInput, label_pairs, rate_summaries
 from tests.conftest import DATA_DIR
@@ -41,17 +41,17 @@ def test_prefix_cached_batched_soft_label_equals_plain_forward(fresh_backend, pr
     backend = fresh_backend(sharpen=6.0, batch_size=3)
     assert next(backend.model.parameters()).dtype == torch.float32
     pairs = _tldr_pairs(7)
-    exemplars = [P.Exemplar(p.text[:200], p.summary_a, p.summary_b, 1 + k % 2) for k, p in enumerate(_tldr_pairs(2, 50))]
+    exemplars = [prompts.Exemplar(p.text[:200], p.summary_a, p.summary_b, 1 + k % 2) for k, p in enumerate(_tldr_pairs(2, 50))]
     spec = LabelerSpec(preamble=preamble)
     results = label_pairs(backend, spec, pairs, exemplars[:shots])
     style = spec.style
-    prefix = P.prompt_prefix(style, exemplars[:shots])
+    prefix = prompts.prompt_prefix(style, exemplars[:shots])
     orders_differ = 0
     for pair, r in zip(pairs, results):
         assert not r.error
-        ab = Prompt(prefix + P.sample_block(style, pair.text, pair.summary_a, pair.summary_b), "\n\nPreferred Summary=")
-        ba = Prompt(prefix + P.sample_block(style, pair.text, pair.summary_b, pair.summary_a), "\n\nPreferred Summary=")
-        assert ab.text == P.pair_prompt(style, pair.text, pair.summary_a, pair.summary_b, exemplars[:shots])
+        ab = Prompt(prefix + prompts.sample_block(style, pair.text, pair.summary_a, pair.summary_b), "\n\nPreferred Summary=")
+        ba = Prompt(prefix + prompts.sample_block(style, pair.text, pair.summary_b, pair.summary_a), "\n\nPreferred Summary=")
+        assert ab.text == prompts.pair_prompt(style, pair.text, pair.summary_a, pair.summary_b, exemplars[:shots])
         p_ab, p_ba = _plain_p1(backend, ab), 1 - _plain_p1(backend, ba)
         assert r.p_a_ab == pytest.approx(p_ab, abs=1e-4)
         assert r.p_a_ba == pytest.approx(p_ba, abs=1e-4)
@@ -69,8 +69,8 @@ def test_wrong_positions_would_be_caught(fresh_backend):
     """Guard for the test above: shifting the cached tail's positions changes the label."""
     backend = fresh_backend(batch_size=2)
     pair = _tldr_pairs(1)[0]
-    style = P.PromptStyle()
-    prompt = Prompt(P.prompt_prefix(style) + P.sample_block(style, pair.text, pair.summary_a, pair.summary_b),
+    style = prompts.PromptStyle()
+    prompt = Prompt(prompts.prompt_prefix(style) + prompts.sample_block(style, pair.text, pair.summary_a, pair.summary_b),
                     "\n\nPreferred Summary=")
     ids = torch.tensor([backend.encode(prompt)])
     with torch.no_grad():
@@ -115,10 +115,10 @@ def test_chain_of_thought_keeps_rationales_and_scores_after_them(fresh_backend):
     # The score is read after "<CoT prompt><rationale>\n\nPreferred Summary=" (the paper's second step).
     pair = _tldr_pairs(1)[0]
     style = spec.style
-    cot = Prompt(P.prompt_prefix(style) + P.sample_block(style, pair.text, pair.summary_a, pair.summary_b),
-                 P.SEP + style.cot_instruction)
+    cot = Prompt(prompts.prompt_prefix(style) + prompts.sample_block(style, pair.text, pair.summary_a, pair.summary_b),
+                 prompts.SEP + style.cot_instruction)
     raw = backend.generate([cot], max_new_tokens=6)[0][0].text
-    scoring = Prompt(cot.body, P.cot_scoring_prompt(style, cot.tail, raw))
+    scoring = Prompt(cot.body, prompts.cot_scoring_prompt(style, cot.tail, raw))
     assert r[0].p_a_ab == pytest.approx(_plain_p1(backend, scoring), abs=1e-4)
 
 
@@ -141,7 +141,7 @@ def test_long_post_is_truncated_and_recorded(fresh_backend):
 def test_direct_rating_is_expected_score_rescaled(fresh_backend):
     backend = fresh_backend()
     reward = rate_summaries(backend, [("A post about a cat.", "A cat.")])[0]
-    prompt = P.rating_prompt("A post about a cat.", "A cat.")
+    prompt = prompts.rating_prompt("A post about a cat.", "A cat.")
     spelled = backend._answer_cache[("rating", "Score=")]
     ids = torch.tensor([backend.tokenizer(prompt)["input_ids"]])
     with torch.no_grad():
@@ -161,11 +161,11 @@ def test_chat_template_wraps_the_body_and_keeps_prefix_reuse_exact(fresh_backend
         "{% if add_generation_prompt %}assistant: {% endif %}"
     )
     pairs = _tldr_pairs(3)
-    style = P.PromptStyle()
-    prompt = Prompt(P.prompt_prefix(style) + P.sample_block(style, pairs[0].text, pairs[0].summary_a, pairs[0].summary_b),
+    style = prompts.PromptStyle()
+    prompt = Prompt(prompts.prompt_prefix(style) + prompts.sample_block(style, pairs[0].text, pairs[0].summary_a, pairs[0].summary_b),
                     "\n\nPreferred Summary=")
     rendered = backend.render(prompt)
-    assert rendered.startswith("<|endoftext|>user: " + P.BASE_PREAMBLE)
+    assert rendered.startswith("<|endoftext|>user: " + prompts.BASE_PREAMBLE)
     assert rendered.endswith(pairs[0].summary_b + "\nassistant: Preferred Summary=")
     results = label_pairs(backend, LabelerSpec(), pairs)
     assert results[0].p_a_ab == pytest.approx(_plain_p1(backend, prompt), abs=1e-4)

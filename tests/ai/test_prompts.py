@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labeling.judges import prompts as P
+from labeling.judges import prompts
 from labeling.judges.labeler import choose_exemplars, rating_to_reward
 from labeling.judges.tokens import AnswerTokenError, answer_token_id, answer_token_ids, rating_token_ids
 
@@ -13,11 +13,11 @@ BASE = ("You are an expert summary rater. Given a piece of text and two of its p
 
 
 def test_base_preamble_is_the_papers_word_for_word():
-    assert P.BASE_PREAMBLE == BASE
+    assert prompts.BASE_PREAMBLE == BASE
 
 
 def test_base_0shot_prompt_exact():
-    text = P.pair_prompt(P.PromptStyle("base"), "My cat sat.", "A cat sat.", "Cats sit.")
+    text = prompts.pair_prompt(prompts.PromptStyle("base"), "My cat sat.", "A cat sat.", "Cats sit.")
     assert text == (
         f"{BASE}\n\n"
         "Text - My cat sat.\n\n"
@@ -28,17 +28,17 @@ def test_base_0shot_prompt_exact():
 
 
 def test_detailed_preamble_defines_the_four_criteria_in_our_words():
-    d = P.DETAILED_PREAMBLE
+    d = prompts.DETAILED_PREAMBLE
     for criterion in ("Coherence:", "Accuracy:", "Coverage:", "Overall quality:"):
         assert criterion in d
     assert len(d) > 3 * len(BASE)
 
 
 def test_detailed_2shot_prompt_exact():
-    ex = [P.Exemplar("Post one.", "S one.", "S two.", 2), P.Exemplar("Post two.", "T one.", "T two.", 1)]
-    text = P.pair_prompt(P.PromptStyle("detailed"), "The post.", "First.", "Second.", ex)
+    ex = [prompts.Exemplar("Post one.", "S one.", "S two.", 2), prompts.Exemplar("Post two.", "T one.", "T two.", 1)]
+    text = prompts.pair_prompt(prompts.PromptStyle("detailed"), "The post.", "First.", "Second.", ex)
     assert text == (
-        f"{P.DETAILED_PREAMBLE}\n\n"
+        f"{prompts.DETAILED_PREAMBLE}\n\n"
         "»»»» Example »»»»\n\n"
         "Text - Post one.\n\nSummary 1 - S one.\n\nSummary 2 - S two.\n\nPreferred Summary=2\n\n"
         "»»»» Example »»»»\n\n"
@@ -50,48 +50,48 @@ def test_detailed_2shot_prompt_exact():
 
 
 def test_chain_of_thought_prompt_and_scoring_prompt_exact():
-    style = P.PromptStyle("base", chain_of_thought=True)
-    cot = P.pair_prompt(style, "T.", "A.", "B.")
+    style = prompts.PromptStyle("base", chain_of_thought=True)
+    cot = prompts.pair_prompt(style, "T.", "A.", "B.")
     assert cot == (
         f"{BASE}\n\nText - T.\n\nSummary 1 - A.\n\nSummary 2 - B.\n\n"
         "Consider the coherence, accuracy, coverage, and overall quality of each summary and explain "
         "which one is better.\n\nRationale:"
     )
-    assert P.cot_scoring_prompt(style, cot, " Summary 1 is accurate.\n") == cot + " Summary 1 is accurate.\n\nPreferred Summary="
+    assert prompts.cot_scoring_prompt(style, cot, " Summary 1 is accurate.\n") == cot + " Summary 1 is accurate.\n\nPreferred Summary="
 
 
 def test_dialogue_prompt_uses_preferred_response():
-    text = P.pair_prompt(P.PromptStyle("base", task="dialogue"), "Human: hi", "Hello!", "Go away.")
+    text = prompts.pair_prompt(prompts.PromptStyle("base", task="dialogue"), "Human: hi", "Hello!", "Go away.")
     assert text.endswith("Context - Human: hi\n\nResponse 1 - Hello!\n\nResponse 2 - Go away.\n\nPreferred Response=")
 
 
 def test_rating_prompt_exact():
-    assert P.rating_prompt("T.", "S.") == f"{P.RATING_PREAMBLE}\n\nText - T.\n\nSummary - S.\n\nScore="
+    assert prompts.rating_prompt("T.", "S.") == f"{prompts.RATING_PREAMBLE}\n\nText - T.\n\nSummary - S.\n\nScore="
 
 
 def test_bad_style_values_are_refused():
     with pytest.raises(ValueError, match="preamble"):
-        P.PromptStyle("fancy")
+        prompts.PromptStyle("fancy")
     with pytest.raises(ValueError, match="preferred"):
-        P.Exemplar("t", "a", "b", 0)
+        prompts.Exemplar("t", "a", "b", 0)
 
 
 def test_fit_text_truncates_only_the_post_and_says_so():
     def build(t):
-        return [P.pair_prompt(P.PromptStyle(), t, "short A", "short B")]
+        return [prompts.pair_prompt(prompts.PromptStyle(), t, "short A", "short B")]
 
     count = len  # one "token" per character
     post = "word " * 200
-    kept, truncated = P.fit_text(build, post, count, 400)
+    kept, truncated = prompts.fit_text(build, post, count, 400)
     assert truncated and kept.endswith(" …") and post.startswith(kept[:-2])
     assert all(len(p) <= 400 for p in build(kept)) and "short A" in build(kept)[0] and "short B" in build(kept)[0]
-    assert P.fit_text(build, "tiny post", count, 400) == ("tiny post", False)
+    assert prompts.fit_text(build, "tiny post", count, 400) == ("tiny post", False)
     with pytest.raises(ValueError, match="does not fit"):
-        P.fit_text(build, post, count, 50)
+        prompts.fit_text(build, post, count, 50)
 
 
 def test_choose_exemplars_fixed_and_random():
-    pool = [P.Exemplar(f"t{i}", "a", "b", 1) for i in range(10)]
+    pool = [prompts.Exemplar(f"t{i}", "a", "b", 1) for i in range(10)]
     assert choose_exemplars(pool, 2) == pool[:2]
     r1, r2 = choose_exemplars(pool, 3, "random", seed=7), choose_exemplars(pool, 3, "random", seed=7)
     assert r1 == r2 and len(set(r1)) == 3

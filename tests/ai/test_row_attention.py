@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labeling.judges import attention as A
-from labeling.judges import prompts as P
+from labeling.judges import attention
+from labeling.judges import prompts
 from labeling.judges.base import Prompt
 from labeling.judges.labeler import LabelerSpec, label_pairs
 from tests.ai.test_local_backend import _plain_p1, _tldr_pairs
@@ -18,7 +18,7 @@ def _batch(prefix: int, rows: list[tuple[int, list[int]]], heads: int = 4, dim: 
     the mask the backend builds and the matching layout."""
     width = max(p + sum(t) for p, t in rows)
     seg = torch.full((len(rows), width), -1)
-    layout = A.RowLayout(prefix=prefix, kv_len=prefix + width)
+    layout = attention.RowLayout(prefix=prefix, kv_len=prefix + width)
     for r, (post, tails) in enumerate(rows):
         col = width - post - sum(tails)
         first = col
@@ -61,19 +61,19 @@ def test_row_attention_equals_sdpa_under_the_full_mask(prefix, rows, groups):
     q, k, v, mask, layout, seg = _batch(prefix, rows, groups=groups)
     module = _Module(groups)
     want = sdpa_attention_forward(module, q, k, v, mask, scaling=0.25)[0]
-    with A.row_layout(layout):
-        got = A.row_attention_forward(module, q, k, v, mask, scaling=0.25)[0]
+    with attention.row_layout(layout):
+        got = attention.row_attention_forward(module, q, k, v, mask, scaling=0.25)[0]
     real = seg >= 0
     assert got.shape == want.shape
     assert (got - want)[real].abs().max() < 1e-5
     # Without a layout (e.g. generation) it is SDPA itself.
-    assert torch.equal(A.row_attention_forward(module, q, k, v, mask, scaling=0.25)[0], want)
+    assert torch.equal(attention.row_attention_forward(module, q, k, v, mask, scaling=0.25)[0], want)
 
 
 def test_backend_scores_with_row_attention_on_cpu(fresh_backend, monkeypatch):
     calls = []
-    flash = A._flash
-    monkeypatch.setattr(A, "_flash", lambda *a, **kw: calls.append(1) or flash(*a, **kw))
+    flash = attention._flash
+    monkeypatch.setattr(attention, "_flash", lambda *a, **kw: calls.append(1) or flash(*a, **kw))
     backend = fresh_backend(sharpen=6.0, batch_size=2)
     assert backend.row_attention
     before = backend.model.config._attn_implementation
@@ -83,7 +83,7 @@ def test_backend_scores_with_row_attention_on_cpu(fresh_backend, monkeypatch):
     assert backend.model.config._attn_implementation == before
     style = LabelerSpec().style
     for pair, r in zip(pairs, results):
-        ab = Prompt(P.prompt_prefix(style, []) + P.sample_block(style, pair.text, pair.summary_a, pair.summary_b),
+        ab = Prompt(prompts.prompt_prefix(style, []) + prompts.sample_block(style, pair.text, pair.summary_a, pair.summary_b),
                     "\n\nPreferred Summary=")
         assert r.p_a_ab == pytest.approx(_plain_p1(backend, ab), abs=1e-4)
     # Switched off, the backend leaves the model's own attention alone.
