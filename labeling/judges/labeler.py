@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from . import prompts as P
+from . import prompts
 from .base import Backend, JudgeError, Prompt
 
 
@@ -38,8 +38,8 @@ class LabelerSpec:
             raise ValueError("self-consistency with n > 1 needs temperature > 0")
 
     @property
-    def style(self) -> P.PromptStyle:
-        return P.PromptStyle(self.preamble, self.task, self.chain_of_thought)
+    def style(self) -> prompts.PromptStyle:
+        return prompts.PromptStyle(self.preamble, self.task, self.chain_of_thought)
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class PairResult:
     p_a_samples: list = field(default_factory=list)  # per self-consistency sample (n > 1), orders averaged
 
 
-def choose_exemplars(pool: Sequence[P.Exemplar], shots: int, selection: str = "fixed", seed: int = 0) -> list[P.Exemplar]:
+def choose_exemplars(pool: Sequence[prompts.Exemplar], shots: int, selection: str = "fixed", seed: int = 0) -> list[prompts.Exemplar]:
     """`fixed`: the first `shots` of the pool; `random`: a sample drawn once with `seed`."""
     if shots <= 0:
         return []
@@ -84,18 +84,17 @@ def _orders(spec: LabelerSpec, pair: PairInput, text: str) -> list[tuple[str, st
     return [first, (pair.summary_b, pair.summary_a)] if spec.both_orders else [first]
 
 
-def _split(style: P.PromptStyle, prefix: str, text: str, first: str, second: str) -> Prompt:
+def _split(style: prompts.PromptStyle, prefix: str, text: str, first: str, second: str) -> Prompt:
     """The pair prompt as body (user turn) + tail (from the ending / CoT instruction on)."""
     ending = style.cot_instruction if style.chain_of_thought else style.ending
-    return Prompt(prefix + P.sample_block(style, text, first, second), P.SEP + ending)
+    return Prompt(prefix + prompts.sample_block(style, text, first, second), prompts.SEP + ending)
 
 
-def label_pairs(backend: Backend, spec: LabelerSpec, pairs: Sequence[PairInput],
-                exemplars: Sequence[P.Exemplar] = ()) -> list[PairResult]:
-    """Soft labels for pairs: p(A) averaged over both orders, with each order kept."""
+def _fitted_prompts(backend: Backend, spec: LabelerSpec, prefix: str, pairs: Sequence[PairInput],
+                    results: list[PairResult]) -> tuple[list[list[Prompt]], list[int]]:
+    """Each pair's prompts (one per order), its post cut to the token budget; a pair that cannot
+    fit gets its error and is left out. Returns (prompt groups, index of each group's pair)."""
     style = spec.style
-    prefix = P.prompt_prefix(style, exemplars)
-    results = [PairResult(key=p.key) for p in pairs]
     groups: list[list[Prompt]] = []
     live: list[int] = []
     budget = spec.max_prompt_tokens
@@ -105,57 +104,54 @@ def label_pairs(backend: Backend, spec: LabelerSpec, pairs: Sequence[PairInput],
         def build(t: str, pair=pair) -> list[Prompt]:
             return [_split(style, prefix, t, a, b) for a, b in _orders(spec, pair, t)]
         try:
-            text, truncated = P.fit_text(build, pair.text, backend.count_tokens, budget)
+            text, truncated = prompts.fit_text(build, pair.text, backend.count_tokens, budget)
         except (ValueError, JudgeError) as exc:
             results[k].error = str(exc)
             continue
         results[k].truncated = truncated
         groups.append(build(text))
         live.append(k)
+    return groups, live
 
-    # Chain of thought: one rationale per order (or n sampled ones), then score with each.
-    samples = 1
-    if style.chain_of_thought:
-        samples = spec.self_consistency_n
-        flat = [p for g in groups for p in g]
-        gens = backend.generate(
-            flat, n=samples, temperature=spec.temperature, top_k=spec.top_k,
-            max_new_tokens=spec.cot_max_tokens, seed=spec.seed, stop=P.cot_stop_sequences(style),
-            shared_prefix=prefix,
-        )
-        it = iter(gens)
-        scored_groups: list[list[Prompt]] = []
-        owners: list[int] = []
-        for gi, (k, g) in enumerate(zip(live, groups)):
-            per_order = [next(it) for _ in g]
-            rationales = []
-            for order_gens, prompt in zip(per_order, g):
-                results[k].completion_tokens += sum(x.completion_tokens for x in order_gens)
-                gen_errors = [x.error for x in order_gens if x.error]
-                if gen_errors:
-                    results[k].error = f"rationale generation failed: {gen_errors[0]}"
-                rationales.append([x.text.strip() for x in order_gens])
-            results[k].rationales = [
-                {"order": "ab" if o == 0 else "ba", "samples": r} for o, r in enumerate(rationales)
-            ]
-            for s in range(samples):
-                scored_groups.append([
-                    Prompt(prompt.body, P.cot_scoring_prompt(style, prompt.tail, order_gens[s].text))
-                    for order_gens, prompt in zip(per_order, g)
-                ])
-                owners.append(k)
-    else:
-        scored_groups, owners = groups, live
 
-    if not scored_groups:
-        return results
-    try:
-        scores = backend.score(scored_groups, style.answers, style.ending, shared_prefix=prefix)
-    except JudgeError as exc:
-        for k in set(owners):
-            results[k].error = str(exc)
-        return results
+def _with_rationales(backend: Backend, spec: LabelerSpec, prefix: str, groups: list[list[Prompt]],
+                     live: list[int], results: list[PairResult]) -> tuple[list[list[Prompt]], list[int]]:
+    """Chain of thought: one rationale per order (or n sampled ones), recorded on the results;
+    returns the scoring prompt groups (one per pair and sample) and each group's pair."""
+    style = spec.style
+    samples = spec.self_consistency_n
+    flat = [p for g in groups for p in g]
+    gens = backend.generate(
+        flat, n=samples, temperature=spec.temperature, top_k=spec.top_k,
+        max_new_tokens=spec.cot_max_tokens, seed=spec.seed, stop=prompts.cot_stop_sequences(style),
+        shared_prefix=prefix,
+    )
+    it = iter(gens)
+    scored_groups: list[list[Prompt]] = []
+    owners: list[int] = []
+    for k, g in zip(live, groups):
+        per_order = [next(it) for _ in g]
+        rationales = []
+        for order_gens in per_order:
+            results[k].completion_tokens += sum(x.completion_tokens for x in order_gens)
+            gen_errors = [x.error for x in order_gens if x.error]
+            if gen_errors:
+                results[k].error = f"rationale generation failed: {gen_errors[0]}"
+            rationales.append([x.text.strip() for x in order_gens])
+        results[k].rationales = [
+            {"order": "ab" if o == 0 else "ba", "samples": r} for o, r in enumerate(rationales)
+        ]
+        for s in range(samples):
+            scored_groups.append([
+                Prompt(prompt.body, prompts.cot_scoring_prompt(style, prompt.tail, order_gens[s].text))
+                for order_gens, prompt in zip(per_order, g)
+            ])
+            owners.append(k)
+    return scored_groups, owners
 
+
+def _p_a_per_sample(owners: list[int], scores, results: list[PairResult]) -> dict[int, list[list[float]]]:
+    """For each pair, p(A) per order for each scored sample; a row with an error marks its pair."""
     acc: dict[int, list[list[float]]] = {}
     for k, row in zip(owners, scores):
         errs = [s.error for s in row if s.error or s.probs is None]
@@ -168,6 +164,11 @@ def label_pairs(backend: Backend, spec: LabelerSpec, pairs: Sequence[PairInput],
         results[k].score_method = "+".join(dict.fromkeys(methods))
         # p(A): the "first is better" answer when A is shown first ("1"; "2" for harmlessness), the other when B is.
         acc.setdefault(k, []).append([row[0].probs[0]] + ([row[1].probs[1]] if len(row) > 1 else []))
+    return acc
+
+
+def _average(spec: LabelerSpec, acc: dict[int, list[list[float]]], results: list[PairResult]) -> None:
+    """p(A) per order averaged over samples, then over both orders (position-bias averaging)."""
     for k, per_sample in acc.items():
         r = results[k]
         if r.error:
@@ -181,6 +182,32 @@ def label_pairs(backend: Backend, spec: LabelerSpec, pairs: Sequence[PairInput],
             r.p_a = r.p_a_ab
         if len(per_sample) > 1:
             r.p_a_samples = [sum(s) / len(s) for s in per_sample]
+
+
+def label_pairs(backend: Backend, spec: LabelerSpec, pairs: Sequence[PairInput],
+                exemplars: Sequence[prompts.Exemplar] = ()) -> list[PairResult]:
+    """Soft labels for pairs: p(A) averaged over both orders, with each order kept."""
+    style = spec.style
+    prefix = prompts.prompt_prefix(style, exemplars)
+    results = [PairResult(key=p.key) for p in pairs]
+    # 1. prompts, each post cut to the budget
+    groups, live = _fitted_prompts(backend, spec, prefix, pairs, results)
+    # 2. chain of thought: rationales first, then one scoring prompt per sample
+    if style.chain_of_thought:
+        scored_groups, owners = _with_rationales(backend, spec, prefix, groups, live, results)
+    else:
+        scored_groups, owners = groups, live
+    if not scored_groups:
+        return results
+    # 3. the answer probabilities, both orders of a pair in one call
+    try:
+        scores = backend.score(scored_groups, style.answers, style.ending, shared_prefix=prefix)
+    except JudgeError as exc:
+        for k in set(owners):
+            results[k].error = str(exc)
+        return results
+    # 4. p(A) per pair
+    _average(spec, _p_a_per_sample(owners, scores, results), results)
     return results
 
 
@@ -192,9 +219,10 @@ def rating_to_reward(probs: Sequence[float]) -> float:
 
 def rate_summaries(backend: Backend, items: Sequence[tuple[str, str]]) -> list[float]:
     """Direct RLAIF rewards in [-1, 1] for (text, summary) items."""
-    prompts = [Prompt(P.rating_prompt(t, s)[: -len(P.SEP + P.RATING_ENDING)], P.SEP + P.RATING_ENDING) for t, s in items]
+    ending = prompts.SEP + prompts.RATING_ENDING
+    rating_prompts = [Prompt(prompts.rating_prompt(t, s)[: -len(ending)], ending) for t, s in items]
     rewards = []
-    for k, scored in enumerate(backend.rate(prompts, P.RATING_ENDING)):
+    for k, scored in enumerate(backend.rate(rating_prompts, prompts.RATING_ENDING)):
         if scored.probs is None:  # a reward is never made up: the caller's step fails with the reason
             raise JudgeError(f"direct rating of item {k} failed: {scored.error}")
         rewards.append(rating_to_reward(scored.probs))
