@@ -24,7 +24,7 @@ import ctypes.util
 import functools
 import math
 import sys
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from . import attention
 from .base import Generated, Prompt, Scored, Usage
@@ -75,6 +75,17 @@ def keep_freed_memory() -> None:
         libc.mallopt(m_trim_threshold, 1 << 30)
     except (OSError, AttributeError):
         pass
+
+
+class _Rows(NamedTuple):
+    """One scoring batch, packed by `LocalBackend._pack_rows` (torch tensors of shape rows x width)."""
+
+    ids: object
+    pos: object
+    seg: object  # -1 pad, 0 post, k tail k
+    keep: object  # True at the last column of each tail: the logits computed
+    layout: attention.RowLayout
+    slots: list  # (group, sequence) of each kept column, in order
 
 
 class LocalBackend:
@@ -277,55 +288,70 @@ class LocalBackend:
         with torch.inference_mode(), self._fused_activations():
             for b in range(0, len(order), self.batch_size):
                 batch = order[b: b + self.batch_size]
-                width = max(row_len[i] for i in batch)
-                ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-                pos = torch.zeros((len(batch), width), dtype=torch.long)
-                seg = torch.full((len(batch), width), -1, dtype=torch.long)  # -1 pad, 0 post, k tail k
-                keep = torch.zeros((len(batch), width), dtype=torch.bool)
-                layout = attention.RowLayout(prefix=lp, kv_len=lp + width)
-                slots = []
-                for r, i in enumerate(batch):
-                    g, pl = groups[i], post_len[i]
-                    col = width - row_len[i]
-                    post = g[0][lp: lp + pl]
-                    ids[r, col: col + pl] = torch.tensor(post, dtype=torch.long)
-                    pos[r, col: col + pl] = torch.arange(lp, lp + pl)
-                    seg[r, col: col + pl] = 0
-                    first, tail_cols = col, []
-                    col += pl
-                    for j, s in enumerate(g):
-                        tail = s[lp + pl:]
-                        ids[r, col: col + len(tail)] = torch.tensor(tail, dtype=torch.long)
-                        pos[r, col: col + len(tail)] = torch.arange(lp + pl, lp + pl + len(tail))
-                        seg[r, col: col + len(tail)] = j + 1
-                        tail_cols.append((col, col + len(tail)))
-                        col += len(tail)
-                        keep[r, col - 1] = True
-                        slots.append((i, j))
-                    layout.add_row(first, first + pl, tail_cols)
-                sq, sk = seg[:, :, None], seg[:, None, :]
-                causal = torch.ones((width, width), dtype=torch.bool).tril()
-                allowed = causal & (sk >= 0) & ((sk == 0) | (sk == sq))
-                allowed |= torch.eye(width, dtype=torch.bool) & (sq == -1)  # a pad sees itself: no empty row
-                allowed = torch.cat([torch.ones((len(batch), width, lp), dtype=torch.bool), allowed], dim=-1)
-                mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
-                cache = self._cache(prefix_kv, torch.arange(len(batch))) if prefix_kv else self._cache(None)
-                with self._scoring_attention(layout):
-                    res = self.model(
-                        input_ids=ids.to(self.device), attention_mask=mask[:, None].to(self.device),
-                        position_ids=pos.to(self.device), use_cache=True, logits_to_keep=keep.to(self.device),
-                        **{self._cache_kwarg(self.model): cache},
-                    )
-                real = int((seg >= 0).sum())
-                self.usage.computed += real
-                self.usage.padded += ids.numel() - real
-                logits = res.logits.reshape(-1, res.logits.shape[-1])
-                if logits.shape[0] != len(slots):
-                    raise RuntimeError(f"{type(self.model).__name__} ignored logits_to_keep as a boolean mask")
-                logp = torch.log_softmax(logits.float(), dim=-1)
-                for r, (i, j) in enumerate(slots):
+                rows = self._pack_rows(groups, batch, lp, post_len, row_len)
+                logp = self._score_rows(rows, prefix_kv, lp, dtype)
+                for r, (i, j) in enumerate(rows.slots):
                     out[i][j] = logp[r]
         return out
+
+    def _pack_rows(self, groups, batch: list[int], lp: int, post_len: list[int], row_len: list[int]) -> _Rows:
+        """One left-padded row per group of `batch`: the post once, then each sequence's tail, with
+        the positions, segments (-1 pad, 0 post, k tail k) and the column ending each tail."""
+        torch = self.torch
+        width = max(row_len[i] for i in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        pos = torch.zeros((len(batch), width), dtype=torch.long)
+        seg = torch.full((len(batch), width), -1, dtype=torch.long)  # -1 pad, 0 post, k tail k
+        keep = torch.zeros((len(batch), width), dtype=torch.bool)
+        layout = attention.RowLayout(prefix=lp, kv_len=lp + width)
+        slots = []
+        for r, i in enumerate(batch):
+            g, pl = groups[i], post_len[i]
+            col = width - row_len[i]
+            post = g[0][lp: lp + pl]
+            ids[r, col: col + pl] = torch.tensor(post, dtype=torch.long)
+            pos[r, col: col + pl] = torch.arange(lp, lp + pl)
+            seg[r, col: col + pl] = 0
+            first, tail_cols = col, []
+            col += pl
+            for j, s in enumerate(g):
+                tail = s[lp + pl:]
+                ids[r, col: col + len(tail)] = torch.tensor(tail, dtype=torch.long)
+                pos[r, col: col + len(tail)] = torch.arange(lp + pl, lp + pl + len(tail))
+                seg[r, col: col + len(tail)] = j + 1
+                tail_cols.append((col, col + len(tail)))
+                col += len(tail)
+                keep[r, col - 1] = True
+                slots.append((i, j))
+            layout.add_row(first, first + pl, tail_cols)
+        return _Rows(ids, pos, seg, keep, layout, slots)
+
+    def _score_rows(self, rows: _Rows, prefix_kv, lp: int, dtype):
+        """Log-softmax at each tail's last column, one row per slot, under the 4-D mask: a tail
+        sees the prefix, its post and itself, never another tail."""
+        torch = self.torch
+        ids, pos, seg, keep = rows.ids, rows.pos, rows.seg, rows.keep
+        n, width = ids.shape
+        sq, sk = seg[:, :, None], seg[:, None, :]
+        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        allowed = causal & (sk >= 0) & ((sk == 0) | (sk == sq))
+        allowed |= torch.eye(width, dtype=torch.bool) & (sq == -1)  # a pad sees itself: no empty row
+        allowed = torch.cat([torch.ones((n, width, lp), dtype=torch.bool), allowed], dim=-1)
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+        cache = self._cache(prefix_kv, torch.arange(n)) if prefix_kv else self._cache(None)
+        with self._scoring_attention(rows.layout):
+            res = self.model(
+                input_ids=ids.to(self.device), attention_mask=mask[:, None].to(self.device),
+                position_ids=pos.to(self.device), use_cache=True, logits_to_keep=keep.to(self.device),
+                **{self._cache_kwarg(self.model): cache},
+            )
+        real = int((seg >= 0).sum())
+        self.usage.computed += real
+        self.usage.padded += ids.numel() - real
+        logits = res.logits.reshape(-1, res.logits.shape[-1])
+        if logits.shape[0] != len(rows.slots):
+            raise RuntimeError(f"{type(self.model).__name__} ignored logits_to_keep as a boolean mask")
+        return torch.log_softmax(logits.float(), dim=-1)
 
     # --- the public API -----------------------------------------------------------------------
 
