@@ -92,7 +92,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from labeling.judges import prompts as P
+    from labeling.judges import prompts as judge_prompts
     from labeling.judges.labeler import LabelerSpec, PairInput, label_pairs
     from labeling.judges.local import LocalBackend, common_prefix_len
     from training.ml.tiny import build_all, build_causal_lm
@@ -124,7 +124,7 @@ def main() -> None:
         if len(picked) == args.pairs and len(short) == 2:
             break
     exemplar_recs, bench_recs = short, picked
-    exemplars = [P.Exemplar(r["post"], r["summary_a"], r["summary_b"], r["choice"] + 1) for r in exemplar_recs]
+    exemplars = [judge_prompts.Exemplar(r["post"], r["summary_a"], r["summary_b"], r["choice"] + 1) for r in exemplar_recs]
     pairs = [PairInput(i, r["post"], r["summary_a"], r["summary_b"]) for i, r in enumerate(bench_recs)]
     batch_size = args.batch_size or (16 if args.device.startswith("cuda") else 1)
 
@@ -141,7 +141,7 @@ def main() -> None:
         for pair in chunk:
             prompts.append([])
             for a, b in ((pair.summary_a, pair.summary_b), (pair.summary_b, pair.summary_a)):
-                enc = tok(P.pair_prompt(style, pair.text, a, b, shots), return_tensors="pt").to(args.device)
+                enc = tok(judge_prompts.pair_prompt(style, pair.text, a, b, shots), return_tensors="pt").to(args.device)
                 prompts[-1].append(enc["input_ids"][0].tolist())
                 with torch.inference_mode():
                     out = model.generate(**enc, max_new_tokens=1, do_sample=False, output_scores=True,

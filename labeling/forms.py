@@ -5,8 +5,8 @@ from django import forms
 from django.conf import settings
 
 from .models import AILabelingJob, Dataset, LabelerConfig
-from .selectors import ai as sel
-from .services import ai_labeling as svc
+from .selectors import ai as ai_selectors
+from .services import ai_labeling
 
 
 class LaunchForm(forms.Form):
@@ -35,7 +35,7 @@ class LaunchForm(forms.Form):
 
     def comparisons(self):
         d = self.cleaned_data
-        qs = sel.comparisons_to_label(config=d["config"], dataset=d["dataset"], limit=None,
+        qs = ai_selectors.comparisons_to_label(config=d["config"], dataset=d["dataset"], limit=None,
                                       only_unlabeled=d["only_unlabeled"])
         if d["comparison_ids"]:
             qs = qs.filter(pk__in=d["comparison_ids"])
@@ -47,4 +47,4 @@ class LaunchForm(forms.Form):
         if not ids:
             self.add_error(None, "No comparison matches: nothing to label.")
             return None
-        return svc.ai_labeling_job_create(config=self.cleaned_data["config"], comparisons=ids, created_by=created_by)
+        return ai_labeling.ai_labeling_job_create(config=self.cleaned_data["config"], comparisons=ids, created_by=created_by)

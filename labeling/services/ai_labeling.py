@@ -16,6 +16,7 @@ import logging
 import time
 import zlib
 from datetime import timedelta
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -27,7 +28,7 @@ from django.utils import timezone
 
 from rlaif_site import jobs
 from .. import formats
-from ..judges import prompts as P
+from ..judges import prompts
 from ..judges.labeler import LabelerSpec, PairInput, PairResult, choose_exemplars, label_pairs
 from .routing import trust_signals_update
 from ..models import (
@@ -246,7 +247,7 @@ def post_text(post) -> str:
 
 
 def exemplar_pool(config: LabelerConfig, dataset_ids: Sequence[int],
-                  exclude_ids: Iterable[int]) -> list[tuple[int, P.Exemplar]]:
+                  exclude_ids: Iterable[int]) -> list[tuple[int, prompts.Exemplar]]:
     """(comparison id, exemplar) of human-labelled comparisons of the same datasets, not being
     labelled, by majority vote (ties dropped); of the first candidates by id, the shortest come first."""
     if config.shots == 0:
@@ -262,7 +263,7 @@ def exemplar_pool(config: LabelerConfig, dataset_ids: Sequence[int],
     for v in chosen:
         c = related[v["comparison_id"]]
         preferred = 1 if scores[v["comparison_id"]] == 1.0 else 2
-        pool.append((c.pk, P.Exemplar(post_text(c.post), c.summary_a.text, c.summary_b.text, preferred)))
+        pool.append((c.pk, prompts.Exemplar(post_text(c.post), c.summary_a.text, c.summary_b.text, preferred)))
     return sorted(pool, key=lambda ce: len(ce[1].text) + len(ce[1].first) + len(ce[1].second))
 
 
@@ -271,7 +272,7 @@ def _comparisons_with_texts(ids: Sequence[int]) -> dict[int, Comparison]:
 
 
 def labeler_config_exemplars(*, config: LabelerConfig, dataset_ids: Sequence[int],
-                             exclude_ids: Iterable[int]) -> list[P.Exemplar]:
+                             exclude_ids: Iterable[int]) -> list[prompts.Exemplar]:
     """The config's few-shot exemplars, part of its identity: chosen once and stored on it.
 
     The first job of a config chooses them (`choose_exemplars` over `exemplar_pool`, leaving out
@@ -297,11 +298,11 @@ def labeler_config_exemplars(*, config: LabelerConfig, dataset_ids: Sequence[int
     if gone:
         raise ValueError(f"labeler config {config.name!r}: exemplar comparison(s) {gone} no longer exist; "
                          "clear the config's exemplars (admin) to choose new ones")
-    return [P.Exemplar(post_text(c.post), c.summary_a.text, c.summary_b.text, e["preferred"])
+    return [prompts.Exemplar(post_text(c.post), c.summary_a.text, c.summary_b.text, e["preferred"])
             for e, c in ((e, comps[e["comparison"]]) for e in stored)]
 
 
-def _job_exemplars(job: AILabelingJob) -> list[P.Exemplar]:
+def _job_exemplars(job: AILabelingJob) -> list[prompts.Exemplar]:
     if job.config.shots == 0:
         return []
     dataset_ids = list(job.comparisons.values_list("post__dataset_id", flat=True).distinct())
@@ -568,25 +569,18 @@ def ai_labeling_job_run(*, job_id: int, chunk_size: int | None = None, backend=N
     token = jobs.new_token()
     # The heartbeat starts before the model loads: loading can take longer than JOB_STALE_S.
     with jobs.Heartbeat(lambda: _beat(job_id, token), name=f"heartbeat-ai-job-{job_id}"):
+        # 1. load the model and fix the method
         _phase_set(job_id, JobPhase.LOADING)
         try:
-            backend = backend or backend_for(config)
-            exemplars = _job_exemplars(job)
-            # The config's fixed exemplars are never labelled with their own answer in the prompt.
-            shown = {e["comparison"] for e in (job.config.exemplars or [])}
-            first = job.comparisons.select_related("post__dataset").first()
-            spec = labeler_spec(config, task=first.post.dataset.task if first else TaskKind.SUMMARIZATION)
+            setup = _labeling_setup(job, config, backend)
         except Exception as exc:  # bad model path, too few exemplars, ...: the job says why
             log.exception("AI labeling job %s could not start", job_id)
             return _job_fail(job_id, f"could not start: {exc}")
+        # 2. lease, label and commit chunks until none is left
         _phase_set(job_id, JobPhase.RUNNING)
         started = time.monotonic()
         while True:
-            status = AILabelingJob.objects.values_list("status", flat=True).get(pk=job_id)
-            if status != JobStatus.RUNNING:  # cancelled, failed, or given back to the queue by the sweeper
-                return AILabelingJob.objects.get(pk=job_id)
-            if max_seconds is not None and time.monotonic() - started > max_seconds:
-                transaction.on_commit(lambda: ai_labeling_job_enqueue(job_id=job_id))
+            if _stop_here(job_id, started, max_seconds):
                 return AILabelingJob.objects.get(pk=job_id)
             try:
                 chunk = _lease_chunk(job_id, token)
@@ -597,24 +591,67 @@ def ai_labeling_job_run(*, job_id: int, chunk_size: int | None = None, backend=N
                     break
                 time.sleep(wait_poll_s)  # the rest is leased by live workers: wait to finish or take over
                 continue
-            pairs = [PairInput(c.pk, post_text(c.post), c.summary_a.text, c.summary_b.text)
-                     for c in _pending(job).filter(pk__gte=chunk.first_comparison_id,
-                                                   pk__lte=chunk.last_comparison_id)]
-            leaks = [PairResult(key=p.key, error=EXEMPLAR_LEAK) for p in pairs if p.key in shown]
-            pairs = [p for p in pairs if p.key not in shown]
+            pairs, leaks = _chunk_pairs(job, chunk, setup.shown)
             try:
-                results = _label_live(backend, spec, pairs, exemplars, chunk.pk, config.batch_size) + leaks
+                results = _label_chunk(setup, pairs, chunk.pk, token) + leaks
             except Exception as exc:
                 log.exception("AI labeling job %s failed", job_id)
-                _release(chunk.pk, token)
                 return _job_fail(job_id, f"{type(exc).__name__}: {exc}")
-            except BaseException:  # Ctrl-C in the shell command: the chunk goes back at once
-                _release(chunk.pk, token)
-                raise
             job = _write_chunk(job_id, config, results, chunk_id=chunk.pk)
             if on_chunk:
                 on_chunk(job)
+    # 3. the last worker to finish marks the job done
     return _finish_if_complete(job_id)
+
+
+@dataclass
+class _Labeling:
+    """What a worker labels a job's chunks with."""
+
+    config: LabelerConfig
+    backend: object
+    spec: LabelerSpec
+    exemplars: list
+    shown: set  # comparisons shown as the config's fixed exemplars: never labelled with them in the prompt
+
+
+def _labeling_setup(job: AILabelingJob, config: LabelerConfig, backend) -> _Labeling:
+    backend = backend or backend_for(config)
+    exemplars = _job_exemplars(job)
+    shown = {e["comparison"] for e in (job.config.exemplars or [])}
+    first = job.comparisons.select_related("post__dataset").first()
+    spec = labeler_spec(config, task=first.post.dataset.task if first else TaskKind.SUMMARIZATION)
+    return _Labeling(config, backend, spec, exemplars, shown)
+
+
+def _stop_here(job_id: int, started: float, max_seconds: float | None) -> bool:
+    """True when the job is no longer running here (cancelled, failed, or given back to the queue
+    by the sweeper), or this task has run `max_seconds` (then one more task is queued)."""
+    status = AILabelingJob.objects.values_list("status", flat=True).get(pk=job_id)
+    if status != JobStatus.RUNNING:
+        return True
+    if max_seconds is not None and time.monotonic() - started > max_seconds:
+        transaction.on_commit(lambda: ai_labeling_job_enqueue(job_id=job_id))
+        return True
+    return False
+
+
+def _chunk_pairs(job: AILabelingJob, chunk, shown: set) -> tuple[list[PairInput], list[PairResult]]:
+    """The chunk's pending pairs to label, and an error result for each fixed exemplar among them."""
+    pairs = [PairInput(c.pk, post_text(c.post), c.summary_a.text, c.summary_b.text)
+             for c in _pending(job).filter(pk__gte=chunk.first_comparison_id,
+                                           pk__lte=chunk.last_comparison_id)]
+    leaks = [PairResult(key=p.key, error=EXEMPLAR_LEAK) for p in pairs if p.key in shown]
+    return [p for p in pairs if p.key not in shown], leaks
+
+
+def _label_chunk(setup: _Labeling, pairs: list[PairInput], chunk_id: int, token: str) -> list[PairResult]:
+    """Label the chunk's pairs; on any error (Ctrl-C in the shell command too) the chunk goes back at once."""
+    try:
+        return _label_live(setup.backend, setup.spec, pairs, setup.exemplars, chunk_id, setup.config.batch_size)
+    except BaseException:
+        _release(chunk_id, token)
+        raise
 
 
 def _job_fail(job_id: int, message: str) -> AILabelingJob:
