@@ -100,22 +100,18 @@ def baseline_of(rewards: torch.Tensor, k: int, kind: str) -> torch.Tensor:
     raise ValueError(f"baseline must be 'leave_one_out' or 'batch_mean', got {kind!r}")
 
 
-def train_rl(config: RLConfig, prompts: list[dict], reward_fn: RewardFn, output_dir: str | Path, *,
-             hooks: Hooks | None = None, resume_from: str | None = None) -> TrainResult:
-    """Optimize config.model on prompts ({subreddit, title, post}) against reward_fn."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    hooks = hooks or Hooks()
+def _check_prompts(prompts: list[dict]) -> None:
     if not prompts:
         raise TrainingDataError("RL: no prompts (no posts in the selected data)")
     for i, p in enumerate(prompts):
         if not isinstance(p.get("post"), str) or not p["post"].strip():
             raise TrainingDataError(f"RL prompt {i}: field 'post' is missing or empty")
-    output_dir = Path(output_dir)
-    ckpt_dir = output_dir / "checkpoint"
-    common.set_seed(config.seed)
-    accelerator = common.make_accelerator(config.precision)
+
+
+def _load_models(config: RLConfig, resume_from: str | None):
+    """(tokenizer padding on the left, policy, frozen reference, optimizer, step to start from)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(resume_from or config.model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -130,6 +126,87 @@ def train_rl(config: RLConfig, prompts: list[dict], reward_fn: RewardFn, output_
         state = common.load_trainer_state(resume_from)
         optimizer.load_state_dict(state["optimizer"])
         start_step = state["step"]
+    return tokenizer, policy, reference, optimizer, start_step
+
+
+def _sample(config: RLConfig, tokenizer, gen_model, texts: list[str], rows: list[int], device) -> tuple[list, list[str]]:
+    """Sample one summary per row, in micro-batches. Returns the chunks (row indices, prompt +
+    completion ids, attention mask, prompt width, completion mask) and the decoded summaries."""
+    import torch
+
+    chunks = []
+    for m in range(0, len(rows), config.micro_batch_size):
+        idx = rows[m:m + config.micro_batch_size]
+        enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {key: v.to(device) for key, v in enc.items()}
+        with torch.no_grad():
+            out = gen_model.generate(**enc, do_sample=True, temperature=config.temperature, top_k=0, top_p=1.0,
+                                     max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                     eos_token_id=tokenizer.eos_token_id)
+        width = enc["input_ids"].shape[1]
+        completion = out[:, width:]
+        cmask = _completion_mask(completion, tokenizer.eos_token_id, tokenizer.pad_token_id)
+        completion = torch.where(cmask.bool(), completion, torch.full_like(completion, tokenizer.pad_token_id))
+        attn = torch.cat([enc["attention_mask"], cmask], dim=1)
+        chunks.append((idx, torch.cat([enc["input_ids"], completion], dim=1), attn, width, cmask))
+    summaries = []
+    for _, seq, _, width, cmask in chunks:
+        summaries.extend(tokenizer.batch_decode(seq[:, width:] * cmask + tokenizer.pad_token_id * (1 - cmask),
+                                                skip_special_tokens=True))
+    return chunks, [s.strip() for s in summaries]
+
+
+def _score(reward_fn: RewardFn, records: list[dict], summaries: list[str]) -> torch.Tensor:
+    import torch
+
+    rewards = torch.tensor([float(r) for r in reward_fn(records, summaries)])
+    if rewards.shape[0] != len(records):
+        raise ValueError(f"reward function returned {rewards.shape[0]} rewards for {len(records)} summaries")
+    return rewards
+
+
+def _kl_to_reference(config: RLConfig, accelerator, policy, reference, chunks: list) -> torch.Tensor:
+    """sum_t [log pi(y_t | .) - log pi_SFT(y_t | .)] per sampled sequence, without gradients."""
+    import torch
+
+    kls = []
+    with torch.no_grad():
+        for _, seq, attn, width, cmask in chunks:
+            # the same autocast for both: the prepared policy's forward already runs under it
+            with accelerator.autocast():
+                ref_lp = sequence_logprobs(reference, seq, attn, width, cmask, config.temperature)
+                pol_lp = sequence_logprobs(policy, seq, attn, width, cmask, config.temperature)
+            kls.append((pol_lp - ref_lp).sum(dim=1).cpu())
+    return torch.cat(kls)
+
+
+def _policy_gradient(config: RLConfig, accelerator, policy, chunks: list, advantages: torch.Tensor,
+                     n_rows: int) -> float:
+    """Backward of -(A * log pi(y | x)) averaged over the rows, accumulated over micro-batches; returns the loss."""
+    offset, loss_total = 0, 0.0
+    for idx, seq, attn, width, cmask in chunks:
+        adv = advantages[offset:offset + len(idx)].to(accelerator.device)
+        offset += len(idx)
+        with accelerator.autocast():
+            lp = sequence_logprobs(policy, seq, attn, width, cmask, config.temperature)
+        loss = -(adv * lp.sum(dim=1)).sum() / n_rows
+        accelerator.backward(loss)
+        loss_total += loss.item()
+    return loss_total
+
+
+def train_rl(config: RLConfig, prompts: list[dict], reward_fn: RewardFn, output_dir: str | Path, *,
+             hooks: Hooks | None = None, resume_from: str | None = None) -> TrainResult:
+    """Optimize config.model on prompts ({subreddit, title, post}) against reward_fn."""
+    import torch
+
+    hooks = hooks or Hooks()
+    _check_prompts(prompts)
+    output_dir = Path(output_dir)
+    ckpt_dir = output_dir / "checkpoint"
+    common.set_seed(config.seed)
+    accelerator = common.make_accelerator(config.precision)
+    tokenizer, policy, reference, optimizer, start_step = _load_models(config, resume_from)
     policy, optimizer = accelerator.prepare(policy, optimizer)
     reference.to(accelerator.device)
     hooks = common.main_process_hooks(hooks, accelerator)
@@ -145,56 +222,20 @@ def train_rl(config: RLConfig, prompts: list[dict], reward_fn: RewardFn, output_
         t0 = time.perf_counter()
         rows = [i for i in common.shard(batch_idx, accelerator) for _ in range(k)]
         # 1. sample
-        chunks = []
-        for m in range(0, len(rows), config.micro_batch_size):
-            idx = rows[m:m + config.micro_batch_size]
-            enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {key: v.to(accelerator.device) for key, v in enc.items()}
-            with torch.no_grad():
-                out = gen_model.generate(**enc, do_sample=True, temperature=config.temperature, top_k=0, top_p=1.0,
-                                         max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                         eos_token_id=tokenizer.eos_token_id)
-            width = enc["input_ids"].shape[1]
-            completion = out[:, width:]
-            cmask = _completion_mask(completion, tokenizer.eos_token_id, tokenizer.pad_token_id)
-            completion = torch.where(cmask.bool(), completion, torch.full_like(completion, tokenizer.pad_token_id))
-            attn = torch.cat([enc["attention_mask"], cmask], dim=1)
-            chunks.append((idx, torch.cat([enc["input_ids"], completion], dim=1), attn, width, cmask))
-        summaries = []
-        for idx, seq, _, width, cmask in chunks:
-            summaries.extend(tokenizer.batch_decode(seq[:, width:] * cmask + tokenizer.pad_token_id * (1 - cmask),
-                                                    skip_special_tokens=True))
-        summaries = [s.strip() for s in summaries]
+        chunks, summaries = _sample(config, tokenizer, gen_model, texts, rows, accelerator.device)
         # 2. score
-        rewards = torch.tensor([float(r) for r in reward_fn([prompts[i] for i in rows], summaries)])
-        if rewards.shape[0] != len(rows):
-            raise ValueError(f"reward function returned {rewards.shape[0]} rewards for {len(rows)} summaries")
+        rewards = _score(reward_fn, [prompts[i] for i in rows], summaries)
         # 3. KL to the reference (per sequence) and the shaped return
-        kls = []
         optimizer.zero_grad()
-        with torch.no_grad():
-            for idx, seq, attn, width, cmask in chunks:
-                # the same autocast for both: the prepared policy's forward already runs under it
-                with accelerator.autocast():
-                    ref_lp = sequence_logprobs(reference, seq, attn, width, cmask, config.temperature)
-                    pol_lp = sequence_logprobs(policy, seq, attn, width, cmask, config.temperature)
-                kls.append((pol_lp - ref_lp).sum(dim=1).cpu())
-        kl = torch.cat(kls)
+        kl = _kl_to_reference(config, accelerator, policy, reference, chunks)
         returns = (1 - config.kl_beta) * rewards - config.kl_beta * kl
         advantages = returns - baseline_of(returns, k, config.baseline)
         # 4. policy gradient, accumulated over micro-batches
-        offset, loss_total = 0, 0.0
-        for idx, seq, attn, width, cmask in chunks:
-            adv = advantages[offset:offset + len(idx)].to(accelerator.device)
-            offset += len(idx)
-            with accelerator.autocast():
-                lp = sequence_logprobs(policy, seq, attn, width, cmask, config.temperature)
-            loss = -(adv * lp.sum(dim=1)).sum() / len(rows)
-            accelerator.backward(loss)
-            loss_total += loss.item()
+        loss_total = _policy_gradient(config, accelerator, policy, chunks, advantages, len(rows))
         grad_norm = accelerator.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
         optimizer.step()
         step += 1
+        # 5. log, checkpoint, stop when asked
         elapsed = time.perf_counter() - t0
         lengths = torch.cat([c[4].sum(dim=1).float() for c in chunks])
         hooks.on_log(step, total, {
