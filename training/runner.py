@@ -161,7 +161,7 @@ def execute_run(run_id: int, *, on_step: StepCallback | None = None) -> str:
     run = _claim(run_id, token)
     if run is None:
         return "skipped"
-    run = selectors.run_get(run.pk)
+    run = selectors.training_run_get(run.pk)
     resume_from = run.checkpoint_path if run.checkpoint_path and Path(run.checkpoint_path).exists() else None
     recorder = _Recorder(run, on_step, token)
     try:

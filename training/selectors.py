@@ -146,11 +146,11 @@ def artifact_abspath(artifact: ModelArtifact) -> Path:
     return path if path.is_absolute() else Path(settings.ARTIFACT_ROOT) / path
 
 
-def run_list() -> QuerySet[TrainingRun]:
+def training_run_list() -> QuerySet[TrainingRun]:
     return TrainingRun.objects.select_related("created_by", "dataset", "base_artifact").order_by("-created_at")
 
 
-def run_get(pk: int) -> TrainingRun:
+def training_run_get(pk: int) -> TrainingRun:
     return (TrainingRun.objects.select_related("created_by", "dataset", "base_artifact", "reward_artifact",
                                                "labeler_config").get(pk=pk))
 
@@ -165,7 +165,7 @@ def training_run_heartbeat_at(*, run_id: int):
     return TrainingRun.objects.values_list("heartbeat_at", flat=True).get(pk=run_id)
 
 
-def run_artifacts(run: TrainingRun) -> QuerySet[ModelArtifact]:
+def training_run_artifacts(run: TrainingRun) -> QuerySet[ModelArtifact]:
     return run.artifacts.select_related("policy").prefetch_related("parents").order_by("pk")
 
 
@@ -183,7 +183,7 @@ def default_base_artifact(kind: str) -> ModelArtifact | None:
     return qs.filter(kind=ModelArtifact.Kind.POLICY).first()
 
 
-def runs_by_ids(ids) -> list[TrainingRun]:
+def training_runs_by_ids(ids) -> list[TrainingRun]:
     """The runs with these ids, oldest first, so a run keeps its colour however the runs were
     ticked (unknown ids are left out)."""
     found = TrainingRun.objects.select_related("dataset", "base_artifact").in_bulk(list(ids))

@@ -20,14 +20,14 @@ staff_required = permissions.staff_required(message="Only staff can see and laun
 
 def _run(pk: int) -> TrainingRun:
     try:
-        return selectors.run_get(pk)
+        return selectors.training_run_get(pk)
     except TrainingRun.DoesNotExist as exc:
         raise Http404(f"no training run {pk}") from exc
 
 
 @staff_required
 def run_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "training/run_list.html", {"runs": selectors.run_list()[:200], "kinds": RunKind.choices})
+    return render(request, "training/run_list.html", {"runs": selectors.training_run_list()[:200], "kinds": RunKind.choices})
 
 
 @staff_required
@@ -85,7 +85,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = _run(pk)
     charts = KIND_CHARTS.get(run.kind, [])
     return render(request, "training/run_detail.html", {
-        "run": run, "artifacts": selectors.run_artifacts(run), "charts": charts,
+        "run": run, "artifacts": selectors.training_run_artifacts(run), "charts": charts,
         "chart_groups": {cid: keys for cid, _, keys in charts},
         "verdict": selectors.reward_model_verdict(run),
     })
@@ -102,13 +102,13 @@ def run_compare(request: HttpRequest) -> HttpResponse:
     for raw in request.GET.getlist("runs"):
         if raw.isdigit() and int(raw) not in ids:
             ids.append(int(raw))
-    runs = selectors.runs_by_ids(ids[:12])
+    runs = selectors.training_runs_by_ids(ids[:12])
     metrics = selectors.comparable_metrics(runs, COMPARE_METRICS)
     metric = request.GET.get("metric") if request.GET.get("metric") in metrics else metrics[0]
     series = selectors.metric_series(runs, metric)
     return render(request, "training/run_compare.html", {
         "runs": runs, "metrics": metrics, "metric": metric, "series": series,
-        "all_runs": selectors.run_list()[:200], "chosen": set(ids),
+        "all_runs": selectors.training_run_list()[:200], "chosen": set(ids),
     })
 
 
@@ -116,7 +116,7 @@ def run_compare(request: HttpRequest) -> HttpResponse:
 def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
     # A GET writes nothing: a run whose worker died is found by the job sweeper, not by this poll.
     run = _run(pk)
-    return render(request, "training/_run_progress.html", {"run": run, "artifacts": selectors.run_artifacts(run)})
+    return render(request, "training/_run_progress.html", {"run": run, "artifacts": selectors.training_run_artifacts(run)})
 
 
 @staff_required
@@ -142,7 +142,7 @@ def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
 def _back(request: HttpRequest, pk: int) -> HttpResponse:
     if request.htmx:
         run = _run(pk)
-        return render(request, "training/_run_progress.html", {"run": run, "artifacts": selectors.run_artifacts(run)})
+        return render(request, "training/_run_progress.html", {"run": run, "artifacts": selectors.training_run_artifacts(run)})
     return redirect("training:run_detail", pk=pk)
 
 
