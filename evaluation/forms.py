@@ -1,6 +1,7 @@
 """The filter form shared by every dashboard (GET): dataset, campaign, date range, and the judge of
 the win-rate pages. Every GET parameter a dashboard reads is validated here, so an odd value is a
-400 with the field named, never a 500 deeper down."""
+400 with the field named, never a 500 deeper down. Also the Routing dashboard's forms (RoutingForm,
+and ReportForm that launches a routing report)."""
 from __future__ import annotations
 
 import re
@@ -8,7 +9,8 @@ from datetime import date
 
 from django import forms
 
-from labeling.models import Campaign, Dataset
+from labeling.judges.trust import CRITERIA
+from labeling.models import Campaign, Dataset, LabelerConfig
 
 from .compute import HUMANS, TRIVIAL_KEYS
 from .selectors import Filters
@@ -61,3 +63,28 @@ class FilterForm(forms.Form):
             date_from=d.get("date_from"),
             date_to=d.get("date_to"),
         )
+
+
+class RoutingForm(forms.Form):
+    dataset = forms.ModelChoiceField(Dataset.objects.order_by("name"), to_field_name="name")
+    config = forms.ModelChoiceField(LabelerConfig.objects.order_by("name"), to_field_name="name",
+                                    label="Labeler config")
+    criterion = forms.ChoiceField(choices=sorted(CRITERIA.items()), initial="margin", required=False)
+
+
+class ReportForm(RoutingForm):
+    budget = forms.FloatField(min_value=0.01, max_value=0.99, initial=0.3,
+                              help_text="Share of the training pairs sent to humans.")
+    hyperparameters = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
+                                      help_text="KEY=VALUE per line, the same for the three runs (e.g. max_steps=10).")
+
+    def clean_hyperparameters(self) -> dict:
+        out = {}
+        for line in self.cleaned_data["hyperparameters"].splitlines():
+            if not line.strip():
+                continue
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise forms.ValidationError(f"expected KEY=VALUE, got {line.strip()!r}")
+            out[key.strip()] = value.strip()
+        return out

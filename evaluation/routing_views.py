@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -20,7 +19,7 @@ from labeling.models import Dataset, LabelerConfig
 from rlaif_site.permissions import ensure_staff
 
 from . import routing, routing_pages
-from .forms import FilterForm
+from .forms import FilterForm, ReportForm, RoutingForm
 from .routing_services import routing_report_create
 from .selectors import Filters
 
@@ -60,31 +59,6 @@ def calibration_export(request: HttpRequest, fmt: str) -> HttpResponse:
                                 content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="calibration.{fmt}"'
     return response
-
-
-class RoutingForm(forms.Form):
-    dataset = forms.ModelChoiceField(Dataset.objects.order_by("name"), to_field_name="name")
-    config = forms.ModelChoiceField(LabelerConfig.objects.order_by("name"), to_field_name="name",
-                                    label="Labeler config")
-    criterion = forms.ChoiceField(choices=sorted(CRITERIA.items()), initial="margin", required=False)
-
-
-class ReportForm(RoutingForm):
-    budget = forms.FloatField(min_value=0.01, max_value=0.99, initial=0.3,
-                              help_text="Share of the training pairs sent to humans.")
-    hyperparameters = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
-                                      help_text="KEY=VALUE per line, the same for the three runs (e.g. max_steps=10).")
-
-    def clean_hyperparameters(self) -> dict:
-        out = {}
-        for line in self.cleaned_data["hyperparameters"].splitlines():
-            if not line.strip():
-                continue
-            key, sep, value = line.partition("=")
-            if not sep:
-                raise forms.ValidationError(f"expected KEY=VALUE, got {line.strip()!r}")
-            out[key.strip()] = value.strip()
-        return out
 
 
 def _routing_form(request: HttpRequest) -> RoutingForm:
