@@ -15,7 +15,8 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
 from labeling.judges.trust import CRITERIA
-from labeling.models import Dataset, LabelerConfig
+from labeling.selectors.ai import labeler_config_list
+from labeling.selectors.datasets import dataset_first
 from rlaif_site.permissions import ensure_staff
 
 from . import routing, routing_pages
@@ -64,8 +65,8 @@ def calibration_export(request: HttpRequest, fmt: str) -> HttpResponse:
 def _routing_form(request: HttpRequest) -> RoutingForm:
     initial = {}
     if not request.GET:
-        ds = Dataset.objects.order_by("name").first()
-        cfg = LabelerConfig.objects.order_by("name").first()
+        ds = dataset_first(order_by="name")
+        cfg = labeler_config_list().first()
         initial = {"dataset": ds.name if ds else None, "config": cfg.name if cfg else None}
     data = request.GET.copy() if request.GET else None
     if data is not None and not data.get("criterion"):

@@ -51,9 +51,9 @@ def run_new(request: HttpRequest) -> HttpResponse:
                 return redirect("training:run_detail", pk=run.pk)
     else:
         base = selectors.default_base_artifact(kind)
-        from labeling.models import Dataset
+        from labeling.selectors.datasets import dataset_first
 
-        dataset = Dataset.objects.order_by("pk").first()
+        dataset = dataset_first()
         form = TrainingRunForm(kind=kind, initial={"base_artifact": base.pk if base else None,
                                                    "dataset": dataset.pk if dataset else None})
     return render(request, "training/run_new.html", {

@@ -32,3 +32,8 @@ def dataset_list_with_counts() -> QuerySet[Dataset]:
         n_human_labels=_count_by_dataset(HumanLabel, "comparison__post__dataset"),
         n_ai_labels=_count_by_dataset(AILabel, "comparison__post__dataset"),
     ).order_by("name")
+
+
+def dataset_first(*, order_by: str = "pk") -> Dataset | None:
+    """The first dataset in this order (a form's initial choice); None when there is none."""
+    return Dataset.objects.order_by(order_by).first()
