@@ -221,7 +221,7 @@ def scenario_ai_kill(workers: Workers, n_pairs: int, timeout: float) -> dict:
 
 
 def scenario_training_kill(workers: Workers, steps: int, timeout: float) -> dict:
-    from training import services
+    from training import selectors, services
     from training.models import RunStatus, TrainingRun
 
     first = workers.start("train-doomed")
@@ -232,14 +232,14 @@ def scenario_training_kill(workers: Workers, steps: int, timeout: float) -> dict
                                                         "max_examples": 64})
     def past_a_checkpoint():  # kill between checkpoints, so the step logged and the step saved differ
         r = TrainingRun.objects.get(pk=run.pk)
-        return services.checkpoint_step(r) and r.step >= services.checkpoint_step(r) + 3
+        return selectors.training_run_checkpoint_step(r) and r.step >= selectors.training_run_checkpoint_step(r) + 3
 
     if not _poll(past_a_checkpoint, timeout, 0.05):
         raise RuntimeError("no checkpoint before the kill:\n" + TrainingRun.objects.get(pk=run.pk).log[-2000:])
     workers.kill9(first)
     killed = time.monotonic()
     run.refresh_from_db()
-    step_at_kill, saved = run.step, services.checkpoint_step(run)
+    step_at_kill, saved = run.step, selectors.training_run_checkpoint_step(run)
     workers.start("train-rescuer")
     detected = _poll(lambda: TrainingRun.objects.get(pk=run.pk).recoveries >= 1 and time.monotonic(), timeout)
     done = _poll(lambda: TrainingRun.objects.get(pk=run.pk).status in (RunStatus.DONE, RunStatus.FAILED)

@@ -165,6 +165,13 @@ def training_run_heartbeat_at(*, run_id: int):
     return TrainingRun.objects.values_list("heartbeat_at", flat=True).get(pk=run_id)
 
 
+def training_run_checkpoint_step(run: TrainingRun) -> int | None:
+    """The step of the checkpoint really saved (the runner records it with the path), None without one."""
+    if not run.checkpoint_path:
+        return None
+    return int((run.summary or {}).get("checkpoint_step") or 0)
+
+
 def training_run_artifacts(run: TrainingRun) -> QuerySet[ModelArtifact]:
     return run.artifacts.select_related("policy").prefetch_related("parents").order_by("pk")
 

@@ -219,15 +219,8 @@ def training_run_cancel(*, run_id: int) -> TrainingRun:
     return run
 
 
-def checkpoint_step(run: TrainingRun) -> int | None:
-    """The step of the checkpoint really saved (the runner records it with the path), None without one."""
-    if not run.checkpoint_path:
-        return None
-    return int((run.summary or {}).get("checkpoint_step") or 0)
-
-
 def _from_where(run: TrainingRun) -> str:
-    step = checkpoint_step(run)
+    step = selectors.training_run_checkpoint_step(run)
     return f"the checkpoint saved at step {step}" if step is not None else "the beginning (no checkpoint was saved yet)"
 
 

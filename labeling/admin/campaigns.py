@@ -1,7 +1,7 @@
 """Admin: campaigns, their items and the lease queue.
 
 Adding a campaign here fills it with items (the dataset's comparisons plus its gold share) in the
-same transaction, through `services.assignments.campaign_add_items`.
+same transaction, through `services.assignments.campaign_items_add`.
 """
 from django import forms
 from django.contrib import admin, messages
@@ -77,14 +77,14 @@ class CampaignAdmin(admin.ModelAdmin):
         super().save_related(request, form, formsets, change)
         if not change:
             try:
-                n = assignments.campaign_add_items(campaign=form.instance)
+                n = assignments.campaign_items_add(campaign=form.instance)
             except assignments.CampaignError as exc:
                 raise forms.ValidationError(str(exc)) from exc
             self.message_user(request, f"{n} pairs added to the campaign.", messages.SUCCESS)
 
     @admin.action(description="Mark expired leases as expired")
     def expire_stale_leases(self, request, queryset):
-        n = sum(assignments.expire_leases(campaign=c) for c in queryset)
+        n = sum(assignments.assignments_expire(campaign=c) for c in queryset)
         self.message_user(request, f"{n} leases marked expired.")
 
 

@@ -14,7 +14,7 @@ Concurrency design. Every write runs inside `transaction.atomic`.
 * On SQLite (the demo default) row locks do not exist; the settings open every transaction with
   BEGIN IMMEDIATE, which takes the database write lock up front and so serializes the pick.
 * A lease is live while `status == leased and expires_at > now`; an expired lease is simply not
-  counted, so it returns its pair to the pool at once. `expire_leases` only tidies the status
+  counted, so it returns its pair to the pool at once. `assignments_expire` only tidies the status
   column for reports.
 * One annotator's own requests are serialized by locking their user row, so "next" is idempotent
   (a double click or a retry returns the same live lease instead of leasing a second pair).
@@ -150,7 +150,7 @@ def _resolve_users(annotators: Iterable) -> list:
     return users
 
 
-def campaign_add_items(*, campaign: Campaign, comparisons: Iterable | None = None, seed: int | None = None) -> int:
+def campaign_items_add(*, campaign: Campaign, comparisons: Iterable | None = None, seed: int | None = None) -> int:
     """Fill a campaign that has no items yet: its comparisons plus a `gold_share` of gold pairs.
 
     Without `comparisons`, every comparison of the campaign's dataset is used (those with a known
@@ -216,7 +216,7 @@ def campaign_create(
     undo_seconds: int = 30,
     seed: int | None = None,
 ) -> Campaign:
-    """Create a campaign with its items (see `campaign_add_items`); all or nothing."""
+    """Create a campaign with its items (see `campaign_items_add`); all or nothing."""
     if not name or not name.strip():
         raise CampaignError("name: must not be empty")
     if Campaign.objects.filter(name=name).exists():
@@ -245,14 +245,14 @@ def campaign_create(
     )
     if users:
         campaign.annotators.add(*users)
-    campaign_add_items(campaign=campaign, comparisons=comparisons, seed=seed)
+    campaign_items_add(campaign=campaign, comparisons=comparisons, seed=seed)
     return campaign
 
 
 # --- the queue --------------------------------------------------------------------------------
 
 
-def expire_leases(*, campaign: Campaign | None = None, now: datetime | None = None) -> int:
+def assignments_expire(*, campaign: Campaign | None = None, now: datetime | None = None) -> int:
     """Mark leases past their expiry as expired (their pairs are already back in the pool)."""
     now = now or timezone.now()
     qs = Assignment.objects.filter(status=LEASED, expires_at__lte=now)
@@ -265,7 +265,7 @@ def _maybe_sweep(campaign: Campaign, now: datetime) -> None:
     last = _last_sweep.get(campaign.pk, 0.0)
     if time.monotonic() - last >= _SWEEP_EVERY_S:
         _last_sweep[campaign.pk] = time.monotonic()
-        expire_leases(campaign=campaign, now=now)
+        assignments_expire(campaign=campaign, now=now)
 
 
 def _db_time(value: datetime):
@@ -305,7 +305,7 @@ def _lease_from_row(row) -> Assignment:
     )
 
 
-def current_lease(*, campaign: Campaign, user, now: datetime | None = None) -> Assignment | None:
+def assignment_current(*, campaign: Campaign, user, now: datetime | None = None) -> Assignment | None:
     """The annotator's live lease in this campaign (the newest), if any."""
     now = now or timezone.now()
     with connection.cursor() as cur:
@@ -361,7 +361,7 @@ def assignment_next(*, campaign: Campaign, user, now: datetime | None = None) ->
             )
         elif locks:
             cur.execute(f"SELECT id FROM {get_user_model()._meta.db_table} WHERE id = %s FOR UPDATE", [user.pk])
-        live = current_lease(campaign=campaign, user=user, now=now)
+        live = assignment_current(campaign=campaign, user=user, now=now)
         if live is not None:
             return live
         skipped: list[int] = []

@@ -165,7 +165,7 @@ def test_late_submit_accepted_while_pair_still_has_room(users):
     c = campaign_create(name="c", dataset=make_dataset("one", n=1), annotators=users, lease_seconds=60)
     now = timezone.now()
     a = assignment_next(campaign=c, user=users[0], now=now)
-    assert assignments.expire_leases(campaign=c, now=now + timedelta(seconds=61)) == 1
+    assert assignments.assignments_expire(campaign=c, now=now + timedelta(seconds=61)) == 1
     label, created = label_submit(user=users[0], assignment_id=a.pk, preferred="left", now=now + timedelta(seconds=90))
     assert created and c.items.get().n_done == 1
 

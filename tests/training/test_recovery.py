@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from tests.ai.test_worker_kill import FAST_JOBS, start_worker, stop, wait_for
 from tests.test_worker_roundtrip import database_url
-from training import services
+from training import selectors, services
 from training.models import RunStatus, TrainingRun
 from training.tasks import run_training
 
@@ -69,7 +69,7 @@ def test_killed_worker_run_is_requeued_by_the_sweeper_and_finished_from_its_chec
     first = start_worker(worker_env, log_path, "doomed")
     try:
         run_training.apply_async(args=[run.pk], queue="gpu")
-        wait_for(lambda: services.checkpoint_step(TrainingRun.objects.get(pk=run.pk)), [first], log_path,
+        wait_for(lambda: selectors.training_run_checkpoint_step(TrainingRun.objects.get(pk=run.pk)), [first], log_path,
                  "a first checkpoint")
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=20)
@@ -77,7 +77,7 @@ def test_killed_worker_run_is_requeued_by_the_sweeper_and_finished_from_its_chec
         stop(first, signal.SIGKILL)
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING and 0 < run.step < 240
-    saved = services.checkpoint_step(run)
+    saved = selectors.training_run_checkpoint_step(run)
 
     second = start_worker(worker_env, log_path, "rescuer")  # nothing is sent: its sweeper must find the run
     try:
