@@ -217,27 +217,16 @@ def evaluate(model, tokenizer, eval_pairs: list[dict], max_length: int, batch_si
 # --- training ---------------------------------------------------------------------------------
 
 
-def train_reward(config: RewardConfig, train_pairs: list[dict], output_dir: str | Path, *,
-                 eval_pairs: list[dict] | None = None, hooks: Hooks | None = None,
-                 resume_from: str | None = None) -> TrainResult:
-    """Train on pairs ({subreddit, title, post, summary_a, summary_b, p_a}); evaluate on eval_pairs (with choice)."""
-    import numpy as np
+def _load_for_training(config: RewardConfig, resume_from: str | None, total: int):
+    """(model in train mode, tokenizer, max length, optimizer, scheduler, step to start from)."""
     import torch
-    hooks = hooks or Hooks()
-    validate_pairs(train_pairs, what="training", need="p_a")
-    if eval_pairs:
-        validate_pairs(eval_pairs, what="held-out", need="choice")
-    output_dir = Path(output_dir)
-    ckpt_dir = output_dir / "checkpoint"
-    common.set_seed(config.seed)
-    accelerator = common.make_accelerator(config.precision)
+
     model, tokenizer = load_reward_model(resume_from or config.model)
     max_length = model_max_length(tokenizer, model.config, config.max_length)
     if config.disable_dropout:
         common.disable_dropout(model)
     model.train()
     optimizer = common.make_optimizer(config.optimizer, model.parameters(), config.learning_rate, config.weight_decay)
-    total = common.total_steps(len(train_pairs), config.batch_size, config.epochs, config.max_steps)
     scheduler = common.make_scheduler(config.lr_scheduler, optimizer, warmup_steps=config.warmup_steps,
                                       total_steps=total)
     start_step = 0
@@ -248,38 +237,75 @@ def train_reward(config: RewardConfig, train_pairs: list[dict], output_dir: str 
             scheduler.load_state_dict(state["scheduler"])
         start_step = state["step"]
         torch.set_rng_state(state["torch_rng"])
-    model, optimizer = accelerator.prepare(model, optimizer)
-    hooks = common.main_process_hooks(hooks, accelerator)
+    return model, tokenizer, max_length, optimizer, scheduler, start_step
+
+
+def _encode_pairs(tokenizer, pairs: list[dict], max_length: int):
+    """Both summaries of each pair as token arrays, each pair's longer length, and the soft labels p(A)."""
+    import numpy as np
+    import torch
 
     # int32 arrays: a Python list of ints costs ~9x the memory, and these live for the whole run
-    enc_a = [np.asarray(encode(tokenizer, ex, ex["summary_a"], max_length), dtype=np.int32) for ex in train_pairs]
-    enc_b = [np.asarray(encode(tokenizer, ex, ex["summary_b"], max_length), dtype=np.int32) for ex in train_pairs]
+    enc_a = [np.asarray(encode(tokenizer, ex, ex["summary_a"], max_length), dtype=np.int32) for ex in pairs]
+    enc_b = [np.asarray(encode(tokenizer, ex, ex["summary_b"], max_length), dtype=np.int32) for ex in pairs]
     pair_len = [max(len(a), len(b)) for a, b in zip(enc_a, enc_b)]
-    labels = torch.tensor([float(ex["p_a"]) for ex in train_pairs])
+    labels = torch.tensor([float(ex["p_a"]) for ex in pairs])
+    return enc_a, enc_b, pair_len, labels
+
+
+def _accumulate_gradients(config: RewardConfig, accelerator, model, pad_id: int, encoded, mine: list[int]):
+    """Backward of the soft-label loss over this process's pairs, in length-grouped micro-batches;
+    returns (loss, pairs ranked as their label says)."""
+    enc_a, enc_b, pair_len, labels = encoded
+    loss_sum, hits = 0.0, 0.0
+    for idx in micro_batches(mine, pair_len, config.micro_batch_size):
+        batch = pad_batch([enc_a[i] for i in idx] + [enc_b[i] for i in idx], pad_id)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        p_a = labels[idx].to(accelerator.device)
+        with accelerator.autocast():
+            r = model(**batch).logits.squeeze(-1).float()
+        r_a, r_b = r[: len(idx)], r[len(idx):]
+        loss = soft_label_loss(r_a, r_b, p_a) * len(idx) / len(mine)
+        accelerator.backward(loss)
+        loss_sum += loss.item()
+        hits += float((((r_a - r_b) > 0).float() == (p_a > 0.5).float()).sum())
+    return loss_sum, hits
+
+
+def train_reward(config: RewardConfig, train_pairs: list[dict], output_dir: str | Path, *,
+                 eval_pairs: list[dict] | None = None, hooks: Hooks | None = None,
+                 resume_from: str | None = None) -> TrainResult:
+    """Train on pairs ({subreddit, title, post, summary_a, summary_b, p_a}); evaluate on eval_pairs (with choice)."""
+    hooks = hooks or Hooks()
+    validate_pairs(train_pairs, what="training", need="p_a")
+    if eval_pairs:
+        validate_pairs(eval_pairs, what="held-out", need="choice")
+    output_dir = Path(output_dir)
+    ckpt_dir = output_dir / "checkpoint"
+    # 1. model, optimizer and schedule (restored from the checkpoint when resuming)
+    common.set_seed(config.seed)
+    accelerator = common.make_accelerator(config.precision)
+    total = common.total_steps(len(train_pairs), config.batch_size, config.epochs, config.max_steps)
+    model, tokenizer, max_length, optimizer, scheduler, start_step = _load_for_training(config, resume_from, total)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    hooks = common.main_process_hooks(hooks, accelerator)
+    # 2. tokenize once
+    encoded = _encode_pairs(tokenizer, train_pairs, max_length)
     plan = common.batches(len(train_pairs), config.batch_size, config.epochs, config.seed)
     step = start_step
     for batch_idx in plan[start_step:total]:
+        # 3. one optimizer step over the batch
         t0 = time.perf_counter()
         model.train()
         optimizer.zero_grad()
-        loss_sum, hits = 0.0, 0.0
         lr = scheduler.get_last_lr()[0]
         mine = common.shard(batch_idx, accelerator)
-        for idx in micro_batches(mine, pair_len, config.micro_batch_size):
-            batch = pad_batch([enc_a[i] for i in idx] + [enc_b[i] for i in idx], tokenizer.pad_token_id)
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            p_a = labels[idx].to(accelerator.device)
-            with accelerator.autocast():
-                r = model(**batch).logits.squeeze(-1).float()
-            r_a, r_b = r[: len(idx)], r[len(idx):]
-            loss = soft_label_loss(r_a, r_b, p_a) * len(idx) / len(mine)
-            accelerator.backward(loss)
-            loss_sum += loss.item()
-            hits += float((((r_a - r_b) > 0).float() == (p_a > 0.5).float()).sum())
+        loss_sum, hits = _accumulate_gradients(config, accelerator, model, tokenizer.pad_token_id, encoded, mine)
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         step += 1
+        # 4. log, checkpoint, stop when asked
         elapsed = time.perf_counter() - t0
         hooks.on_log(step, total, {"loss": loss_sum, "accuracy": hits / len(mine), "grad_norm": float(grad_norm),
                                    "lr": lr, "pairs_per_s": len(batch_idx) / elapsed})
@@ -290,6 +316,7 @@ def train_reward(config: RewardConfig, train_pairs: list[dict], output_dir: str 
             hooks.on_checkpoint(str(ckpt_dir), step)
         if stop:
             return TrainResult("stopped", step, total, checkpoint_dir=str(ckpt_dir))
+    # 5. evaluate on held-out human labels and save
     summary = {"train_pairs": len(train_pairs), "steps": step, "max_length": max_length,
                "processes": accelerator.num_processes}
     if accelerator.is_main_process:

@@ -104,19 +104,12 @@ def validate_examples(examples: list[dict]) -> None:
                 raise TrainingDataError(f"SFT example {i}: field {key!r} is missing or empty")
 
 
-def train_sft(config: SFTConfig, examples: list[dict], output_dir: str | Path, *, hooks: Hooks | None = None,
-              resume_from: str | None = None) -> TrainResult:
-    """Fine-tune config.model on examples ({subreddit, title, post, summary}); save to output_dir/final."""
+def _load_for_training(config: SFTConfig, resume_from: str | None, total: int):
+    """(tokenizer, model in train mode, optimizer, scheduler, step to start from)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    hooks = hooks or Hooks()
-    validate_examples(examples)
-    output_dir = Path(output_dir)
-    ckpt_dir = output_dir / "checkpoint"
     source = resume_from or config.model
-    common.set_seed(config.seed)
-    accelerator = common.make_accelerator(config.precision)
     tokenizer = AutoTokenizer.from_pretrained(source)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -125,10 +118,9 @@ def train_sft(config: SFTConfig, examples: list[dict], output_dir: str | Path, *
         common.disable_dropout(model)
     model.train()
     optimizer = common.make_optimizer(config.optimizer, model.parameters(), config.learning_rate, config.weight_decay)
-    total = common.total_steps(len(examples), config.batch_size, config.epochs, config.max_steps)
     scheduler = common.make_scheduler(config.lr_scheduler, optimizer, warmup_steps=config.warmup_steps,
                                       total_steps=total)
-    start_step, metrics_extra = 0, {}
+    start_step = 0
     if resume_from:
         state = common.load_trainer_state(resume_from)
         optimizer.load_state_dict(state["optimizer"])
@@ -136,30 +128,56 @@ def train_sft(config: SFTConfig, examples: list[dict], output_dir: str | Path, *
             scheduler.load_state_dict(state["scheduler"])
         start_step = state["step"]
         torch.set_rng_state(state["torch_rng"])
+    return tokenizer, model, optimizer, scheduler, start_step
+
+
+def _accumulate_gradients(config: SFTConfig, accelerator, model, pad_id: int, encoded: list,
+                          mine: list[int]) -> tuple[float, int]:
+    """Backward of the summed token loss over this process's examples divided by their summary
+    tokens (so micro-batching does not change the gradient); returns (summed loss, summary tokens)."""
+    n_tokens = sum(len(encoded[i][1]) for i in mine)
+    loss_sum = 0.0
+    for m in range(0, len(mine), config.micro_batch_size):
+        micro = _collate([encoded[i] for i in mine[m:m + config.micro_batch_size]], pad_id)
+        micro = {k: v.to(accelerator.device) for k, v in micro.items()}
+        with accelerator.autocast():
+            loss, _ = _summed_loss(model, micro)
+        accelerator.backward(loss / n_tokens)
+        loss_sum += loss.item()
+    return loss_sum, n_tokens
+
+
+def train_sft(config: SFTConfig, examples: list[dict], output_dir: str | Path, *, hooks: Hooks | None = None,
+              resume_from: str | None = None) -> TrainResult:
+    """Fine-tune config.model on examples ({subreddit, title, post, summary}); save to output_dir/final."""
+    hooks = hooks or Hooks()
+    validate_examples(examples)
+    output_dir = Path(output_dir)
+    ckpt_dir = output_dir / "checkpoint"
+    # 1. model, optimizer and schedule (restored from the checkpoint when resuming)
+    common.set_seed(config.seed)
+    accelerator = common.make_accelerator(config.precision)
+    total = common.total_steps(len(examples), config.batch_size, config.epochs, config.max_steps)
+    tokenizer, model, optimizer, scheduler, start_step = _load_for_training(config, resume_from, total)
+    metrics_extra: dict = {}
     model, optimizer = accelerator.prepare(model, optimizer)
     hooks = common.main_process_hooks(hooks, accelerator)
-
+    # 2. tokenize once
     encoded = [_encode(tokenizer, ex, config) for ex in examples]
     plan = common.batches(len(encoded), config.batch_size, config.epochs, config.seed)
     step = start_step
     for batch_idx in plan[start_step:total]:
+        # 3. one optimizer step over the batch
         t0 = time.perf_counter()
         optimizer.zero_grad()
         lr = scheduler.get_last_lr()[0]
         mine = common.shard(batch_idx, accelerator)
-        n_tokens = sum(len(encoded[i][1]) for i in mine)
-        loss_sum = 0.0
-        for m in range(0, len(mine), config.micro_batch_size):
-            micro = _collate([encoded[i] for i in mine[m:m + config.micro_batch_size]], tokenizer.pad_token_id)
-            micro = {k: v.to(accelerator.device) for k, v in micro.items()}
-            with accelerator.autocast():
-                loss, _ = _summed_loss(model, micro)
-            accelerator.backward(loss / n_tokens)
-            loss_sum += loss.item()
+        loss_sum, n_tokens = _accumulate_gradients(config, accelerator, model, tokenizer.pad_token_id, encoded, mine)
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         step += 1
+        # 4. log, checkpoint, stop when asked
         elapsed = time.perf_counter() - t0
         all_tokens = sum(len(encoded[i][0]) + len(encoded[i][1]) for i in batch_idx)
         hooks.on_log(step, total, {"loss": loss_sum / n_tokens, "grad_norm": float(grad_norm),
@@ -171,6 +189,7 @@ def train_sft(config: SFTConfig, examples: list[dict], output_dir: str | Path, *
             hooks.on_checkpoint(str(ckpt_dir), step)
         if stop:
             return TrainResult("stopped", step, total, checkpoint_dir=str(ckpt_dir))
+    # 5. save
     final = common.save_final(output_dir / "final", model=model, tokenizer=tokenizer, accelerator=accelerator,
                               info={"algorithm": "sft", "config": asdict(config), "examples": len(examples)})
     return TrainResult("done", step, total, output_dir=final, summary={"examples": len(examples), "steps": step,
