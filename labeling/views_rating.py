@@ -28,7 +28,7 @@ _STATUS = {"not_your_lease": 403, "lease_expired": 409, "already_answered": 409,
 
 
 def _campaign(request: HttpRequest, pk: int):
-    return get_object_or_404(selectors.allowed_campaigns(request.user), pk=pk)
+    return get_object_or_404(selectors.campaign_list_rateable(request.user), pk=pk)
 
 
 def _answer(request: HttpRequest) -> dict:
@@ -54,7 +54,7 @@ def _answer(request: HttpRequest) -> dict:
 
 @require_GET
 def campaign_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "labeling/rating/campaign_list.html", {"campaigns": selectors.campaign_list_for(request.user)})
+    return render(request, "labeling/rating/campaign_list.html", {"campaigns": selectors.campaign_list_for_annotator(request.user)})
 
 
 @require_GET
@@ -68,9 +68,9 @@ def my_history(request: HttpRequest, pk: int) -> HttpResponse:
     campaign = _campaign(request, pk)
     return render(request, "labeling/rating/history.html", {
         "campaign": campaign,
-        "progress": selectors.progress(campaign=campaign, user=request.user),
-        "rows": selectors.history_rows(campaign=campaign, user=request.user),
-        "undoable": selectors.undoable(campaign=campaign, user=request.user),
+        "progress": selectors.campaign_progress(campaign=campaign, user=request.user),
+        "rows": selectors.assignment_history_rows(campaign=campaign, user=request.user),
+        "undoable": selectors.assignment_undoable(campaign=campaign, user=request.user),
     })
 
 
@@ -105,12 +105,12 @@ def _pair_partial(request: HttpRequest, campaign, notice: str = "", error: str =
     assignment = assignments.assignment_next(campaign=campaign, user=request.user)
     ctx = {
         "campaign": campaign, "notice": notice, "error": error, "certainty_choices": CERTAINTY_CHOICES,
-        "progress": selectors.progress(campaign=campaign, user=request.user),
+        "progress": selectors.campaign_progress(campaign=campaign, user=request.user),
     }
     if assignment is not None:
-        assignment = selectors.pair_for(assignment.pk)
+        assignment = selectors.assignment_get_pair(assignment.pk)
         ctx["assignment"] = assignment
-        ctx["left"], ctx["right"] = selectors.shown_order(assignment)
+        ctx["left"], ctx["right"] = selectors.assignment_shown_order(assignment)
         ctx["post"] = assignment.item.comparison.post
         if restore and restore.get("assignment") == assignment.pk:
             ctx["restore"] = restore
@@ -182,7 +182,7 @@ def pair_undo(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def api_next(request: HttpRequest, pk: int) -> JsonResponse:
-    campaign = selectors.rating_campaign(request.user, pk)
+    campaign = selectors.campaign_get_rateable(request.user, pk)
     if campaign is None:
         return JsonResponse({"error": "not_found"}, status=404)
     assignment = assignments.assignment_next(campaign=campaign, user=request.user)
@@ -190,7 +190,7 @@ def api_next(request: HttpRequest, pk: int) -> JsonResponse:
         return JsonResponse({"assignment": None})
     return JsonResponse({
         "assignment": assignment.pk, "expires_at": assignment.expires_at.isoformat(),
-        **selectors.pair_payload(assignment.pk),
+        **selectors.assignment_pair_payload(assignment.pk),
     })
 
 

@@ -19,7 +19,7 @@ from .. import formats
 from ..models import Assignment, AssignmentStatus, Campaign, CampaignItem, HumanLabel
 
 
-def allowed_campaigns(user) -> QuerySet[Campaign]:
+def campaign_list_rateable(user) -> QuerySet[Campaign]:
     """Active campaigns the user may rate: listed as an annotator or a member of the campaign's group."""
     User = get_user_model()
     listed = Campaign.annotators.through.objects.filter(campaign_id=OuterRef("pk"), user_id=user.pk)
@@ -27,7 +27,7 @@ def allowed_campaigns(user) -> QuerySet[Campaign]:
     return Campaign.objects.filter(is_active=True).filter(Exists(listed) | Exists(in_group))
 
 
-def rating_campaign(user, pk: int) -> Campaign | None:
+def campaign_get_rateable(user, pk: int) -> Campaign | None:
     """The active campaign `pk` if the user may rate it, else None (one plain query: hot path)."""
     User = get_user_model()
     sql = (
@@ -38,7 +38,7 @@ def rating_campaign(user, pk: int) -> Campaign | None:
     return next(iter(Campaign.objects.raw(sql, [pk, user.pk, user.pk])), None)
 
 
-def pair_payload(assignment_id: int) -> dict:
+def assignment_pair_payload(assignment_id: int) -> dict:
     """The post and the two summaries in the order shown, for the JSON API (one plain query)."""
     from django.db import connection
 
@@ -66,12 +66,12 @@ def _count(qs: QuerySet, group_field: str) -> Coalesce:
     )
 
 
-def campaign_list_for(user) -> QuerySet[Campaign]:
+def campaign_list_for_annotator(user) -> QuerySet[Campaign]:
     """The user's campaigns with n_items, n_needed (items x overlap), n_done (all labels) and my_done."""
     mine = HumanLabel.objects.filter(campaign=OuterRef("pk"), annotator_id=user.pk)
     done = CampaignItem.objects.filter(campaign=OuterRef("pk")).order_by().values("campaign")
     return (
-        allowed_campaigns(user)
+        campaign_list_rateable(user)
         .select_related("dataset")
         .annotate(
             n_items=_count(CampaignItem.objects.filter(campaign=OuterRef("pk")), "campaign"),
@@ -82,14 +82,14 @@ def campaign_list_for(user) -> QuerySet[Campaign]:
     )
 
 
-def pair_for(assignment_id: int) -> Assignment:
+def assignment_get_pair(assignment_id: int) -> Assignment:
     """An assignment with its post and both summaries (one query)."""
     return Assignment.objects.select_related(
         "item__comparison__post", "item__comparison__summary_a", "item__comparison__summary_b"
     ).get(pk=assignment_id)
 
 
-def shown_order(assignment: Assignment):
+def assignment_shown_order(assignment: Assignment):
     """(left summary, right summary) as the annotator sees them."""
     c = assignment.item.comparison
     return (c.summary_a, c.summary_b) if assignment.a_shown_first else (c.summary_b, c.summary_a)
@@ -107,7 +107,7 @@ class Progress:
         return round(100 * self.done / self.needed) if self.needed else 100
 
 
-def progress(*, campaign: Campaign, user) -> Progress:
+def campaign_progress(*, campaign: Campaign, user) -> Progress:
     """My answered and skipped counts and the campaign's labels done / needed (two queries)."""
     mine = Assignment.objects.filter(item__campaign=campaign, annotator_id=user.pk).aggregate(
         done=Count("pk", filter=Q(status=AssignmentStatus.SUBMITTED)),
@@ -117,7 +117,7 @@ def progress(*, campaign: Campaign, user) -> Progress:
     return Progress(mine["done"], mine["skipped"], items["done"] or 0, (items["n"] or 0) * campaign.overlap)
 
 
-def history(*, campaign: Campaign, user, limit: int = 100) -> QuerySet[Assignment]:
+def assignment_history(*, campaign: Campaign, user, limit: int = 100) -> QuerySet[Assignment]:
     """The user's finished assignments in this campaign, newest first, with label and post."""
     return (
         Assignment.objects.filter(
@@ -147,12 +147,12 @@ class HistoryRow:
     note_2: str = ""
 
 
-def history_rows(*, campaign: Campaign, user, limit: int = 100) -> list[HistoryRow]:
-    """`history` in the rating page's words and order (Summary 1/2 as shown, certainty words)."""
+def assignment_history_rows(*, campaign: Campaign, user, limit: int = 100) -> list[HistoryRow]:
+    """`assignment_history` in the rating page's words and order (Summary 1/2 as shown, certainty words)."""
     from ..services.assignments import CERTAINTY_LABELS, answer_as_shown
 
     rows = []
-    for a in history(campaign=campaign, user=user, limit=limit):
+    for a in assignment_history(campaign=campaign, user=user, limit=limit):
         c = a.item.comparison
         first, second = (c.summary_a, c.summary_b) if a.a_shown_first else (c.summary_b, c.summary_a)
         row = HistoryRow(a.pk, a.finished_at, c.post.title, first.text, second.text,
@@ -167,7 +167,7 @@ def history_rows(*, campaign: Campaign, user, limit: int = 100) -> list[HistoryR
     return rows
 
 
-def undoable(*, campaign: Campaign, user, now=None) -> Assignment | None:
+def assignment_undoable(*, campaign: Campaign, user, now=None) -> Assignment | None:
     """The latest answer or skip the user may still undo (younger than `campaign.undo_seconds`)."""
     from datetime import timedelta
 

@@ -101,10 +101,10 @@ class CampaignClosed(QueueError):
 
 def _require_campaign(user, campaign_id: int) -> None:
     """The one rule of who may answer a campaign's pairs, shared by the rating page and the JSON API:
-    the campaign is active and the user is one of its annotators (`selectors.rating.rating_campaign`)."""
-    from ..selectors.rating import rating_campaign
+    the campaign is active and the user is one of its annotators (`selectors.rating.campaign_get_rateable`)."""
+    from ..selectors.rating import campaign_get_rateable
 
-    if rating_campaign(user, campaign_id) is None:
+    if campaign_get_rateable(user, campaign_id) is None:
         raise CampaignClosed("this campaign is closed, or you are no longer one of its annotators")
 
 
@@ -342,7 +342,7 @@ def assignment_next(*, campaign: Campaign, user, now: datetime | None = None) ->
     """The annotator's live lease in this campaign, or a new lease on a pair that still needs labels.
 
     Returns None when the campaign has nothing left for this annotator. The caller checks that
-    the annotator may work on the campaign (`selectors.rating.allowed_campaigns`).
+    the annotator may work on the campaign (`selectors.rating.campaign_list_rateable`).
     """
     now = now or timezone.now()
     _maybe_sweep(campaign, now)

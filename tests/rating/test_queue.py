@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from labeling.guidelines import DEFAULT_GUIDELINES
 from labeling.models import Assignment, Campaign, CampaignItem, Comparison, HumanLabel
-from labeling.selectors.rating import agreement_report, allowed_campaigns, progress
+from labeling.selectors.rating import agreement_report, campaign_list_rateable, campaign_progress
 from labeling.services import assignments
 from labeling.services.assignments import (
     AlreadyAnswered, CampaignError, LeaseExpired, LeaseNotYours, NothingToUndo, campaign_create,
@@ -177,7 +177,7 @@ def test_skip_returns_pair_to_others_but_not_to_the_skipper(users):
     assert assignment_next(campaign=c, user=users[0]) is None
     b = assignment_next(campaign=c, user=users[1])
     assert b.item_id == a.item_id
-    assert progress(campaign=c, user=users[0]).my_skipped == 1
+    assert campaign_progress(campaign=c, user=users[0]).my_skipped == 1
 
 
 def test_undo_within_window_then_not_after(dataset, users):
@@ -280,11 +280,11 @@ def test_allowed_campaigns_by_list_or_group(dataset, users):
     g = Group.objects.create(name="raters")
     users[2].groups.add(g)
     c = campaign_create(name="c", dataset=dataset, annotators=[users[0]], group=g)
-    assert set(allowed_campaigns(users[0])) == {c}
-    assert set(allowed_campaigns(users[2])) == {c}
-    assert not allowed_campaigns(users[1]).exists()
+    assert set(campaign_list_rateable(users[0])) == {c}
+    assert set(campaign_list_rateable(users[2])) == {c}
+    assert not campaign_list_rateable(users[1]).exists()
     Campaign.objects.filter(pk=c.pk).update(is_active=False)
-    assert not allowed_campaigns(users[0]).exists()
+    assert not campaign_list_rateable(users[0]).exists()
 
 
 def test_create_campaign_command(dataset, users, capsys):
