@@ -29,3 +29,27 @@ def test_check_refuses_naming_the_field_and_writes_nothing(train_data):
         services.training_run_check(kind="reward", dataset="tldr-test", label_source="hybrid")
     assert err.value.message_dict == {"labeler_config": ["Hybrid labels need a labeler config"]}
     assert TrainingRun.objects.count() == 0
+
+
+@pytest.mark.parametrize("kind, kwargs, algorithm, extra", [
+    ("sft", {}, "sft", set()),
+    ("reward", {"base_artifact": "tiny-gpt2", "label_source": "human"}, "reward", {"eval_data"}),
+])
+def test_several_processes_go_through_launch_with_the_kinds_data(train_data, monkeypatch, kind, kwargs, algorithm,
+                                                                 extra):
+    from training import runner
+    from training.ml.common import TrainResult
+    from training.models import RunStatus
+
+    calls = []
+
+    def fake_launch(algo_name, algo, records, out_dir, rec, processes, resume_from, **kw):
+        calls.append((algo_name, len(records), processes, set(kw)))
+        return TrainResult("stopped", 0, 1)
+
+    monkeypatch.setattr(runner, "_launch", fake_launch)
+    run = services.training_run_create(enqueue=False, kind=kind, dataset="tldr-test",
+                                       **{"base_artifact": "tiny-gpt2", **kwargs}, num_processes=2, max_steps=1)
+    assert runner.execute_run(run.pk) == RunStatus.CANCELLED
+    [(name, n_records, processes, kw)] = calls
+    assert (name, processes, kw) == (algorithm, 2, extra) and n_records > 0
