@@ -220,12 +220,13 @@ def sft_loss(exp: Experiment, plan: plan_mod.Preset, n_posts: int = 16) -> dict:
             "train_loss_first_step": logged[0] if logged else None, "train_loss_last_step": logged[-1] if logged else None}
 
 
-def _step_seconds(exp: Experiment) -> dict:
-    """Wall time of each finished step, in the order the steps run (the report step is still running)."""
+def _step_seconds(exp: Experiment) -> list[list]:
+    """[step, wall seconds] of each finished step, in the order the steps run (a list: a JSON
+    object's keys lose their order in PostgreSQL's jsonb)."""
     from .experiments import step_names
 
     order = step_names(plan_mod.preset_get(exp.preset))
-    return {k: exp.steps[k].get("seconds") for k in order if k in exp.steps and "seconds" in exp.steps[k]}
+    return [[k, exp.steps[k].get("seconds")] for k in order if k in exp.steps and "seconds" in exp.steps[k]]
 
 
 def experiment_report_build(exp: Experiment) -> dict:
@@ -251,6 +252,11 @@ def _ci(d: dict | None) -> str:
 
 def _num(x) -> str:
     return "–" if x is None else (f"{x:.1f}" if isinstance(x, float) else str(x))
+
+
+def _pairs(value) -> list:
+    """[key, value] pairs from a list of pairs (or from a mapping, as the first reports stored)."""
+    return list(value.items()) if isinstance(value, dict) else list(value or [])
 
 
 def report_tables(report: dict) -> list[dict]:
@@ -289,7 +295,7 @@ def report_tables(report: dict) -> list[dict]:
            "rows": [[_num(loss.get("held_out_references")), _num(loss.get("before")), _num(loss.get("after")),
                      f"{_num(loss.get('train_loss_first_step'))} / {_num(loss.get('train_loss_last_step'))}"]] if loss else []}
     steps = {"title": "Wall time of each step, s", "note": "", "headers": ["step", "seconds"],
-             "rows": [[k, _num(v)] for k, v in (report.get("step_seconds") or {}).items()]}
+             "rows": [[k, _num(v)] for k, v in _pairs(report.get("step_seconds"))]}
     return [labelers, rms, sft, wins, steps]
 
 
