@@ -187,9 +187,6 @@ def sample_rows(exp: Experiment, plan: plan_mod.Preset) -> list[dict]:
 
 def sft_loss(exp: Experiment, plan: plan_mod.Preset, n_posts: int = 16) -> dict:
     """Mean token loss of the reference summaries of held-out posts, before (base) and after SFT."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from training.ml import sft
     from training.models import ModelArtifact
 
@@ -202,21 +199,12 @@ def sft_loss(exp: Experiment, plan: plan_mod.Preset, n_posts: int = 16) -> dict:
     examples = [{"subreddit": s.post.subreddit, "title": s.post.title, "post": s.post.text, "summary": s.text}
                 for s in refs]
     config = sft.SFTConfig(**{k: v for k, v in plan.sft_params.items() if k in ("max_length", "max_summary_tokens")})
-
-    def loss(path: str) -> float:
-        tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path).eval()
-        total = count = 0.0
-        with torch.inference_mode():
-            for ex in examples:
-                value, n = sft._summed_loss(model, sft._collate([sft._encode(tok, ex, config)], tok.pad_token_id))
-                total, count = total + float(value), count + n
-        return total / max(count, 1)
-
     base = ModelArtifact.objects.get(name=plan.policy_base)
+    after = run.artifacts.order_by("pk").first()
     logged = [m["loss"] for m in run.metrics or [] if "loss" in m]
-    return {"held_out_references": len(examples), "before": round(loss(str(artifact_abspath(base))), 4),
-            "after": round(loss(str(artifact_abspath(run.artifacts.order_by("pk").first()))), 4),
+    return {"held_out_references": len(examples),
+            "before": round(sft.reference_loss(str(artifact_abspath(base)), examples, config), 4),
+            "after": round(sft.reference_loss(str(artifact_abspath(after)), examples, config), 4),
             "train_loss_first_step": logged[0] if logged else None, "train_loss_last_step": logged[-1] if logged else None}
 
 

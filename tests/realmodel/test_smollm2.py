@@ -112,7 +112,6 @@ def test_cot_generation_ends_at_the_stop_sequence(smollm2_backend):
 
 def test_a_few_sft_steps_lower_the_loss_on_held_out_references(smollm2_dir, tmp_path):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from training.ml import sft
 
@@ -124,15 +123,7 @@ def test_a_few_sft_steps_lower_the_loss_on_held_out_references(smollm2_dir, tmp_
                            max_length=192, max_summary_tokens=48, max_steps=4, checkpoint_every=1000)
 
     def held_loss(path: str) -> float:
-        tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path).eval()
-        total, count = 0.0, 0
-        with torch.inference_mode():
-            for ex in held:
-                batch = sft._collate([sft._encode(tok, ex, config)], tok.pad_token_id)
-                loss, n = sft._summed_loss(model, batch)
-                total, count = total + float(loss), count + n
-        return total / count
+        return sft.reference_loss(path, held, config)
 
     torch.manual_seed(0)
     before = held_loss(str(smollm2_dir))

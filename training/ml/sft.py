@@ -95,6 +95,24 @@ def _summed_loss(model, batch) -> tuple[torch.Tensor, int]:
     return loss, int((shift_labels != -100).sum())
 
 
+def reference_loss(model_path: str, examples: list[dict], config: SFTConfig) -> float:
+    """Mean token loss of the examples' summaries under a model (e.g. held-out references, before
+    and after SFT), with the prompt format and truncation training uses."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_path).eval()
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for ex in examples:
+            loss, n = _summed_loss(model, _collate([_encode(tokenizer, ex, config)], tokenizer.pad_token_id))
+            total, count = total + float(loss), count + n
+    return total / max(count, 1)
+
+
 def validate_examples(examples: list[dict]) -> None:
     if not examples:
         raise TrainingDataError("SFT: no examples (no reference summaries in the selected data)")
