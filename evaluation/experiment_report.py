@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from labeling import formats
+from labeling.importers import REFERENCE_POLICY
 from labeling.models import AILabel, Comparison, HumanLabel, LabelerConfig, Summary
 from training.models import TrainingRun
 from training.selectors import artifact_abspath, post_is_held_out
@@ -166,7 +167,7 @@ def win_rows(exp: Experiment, plan: plan_mod.Preset) -> list[dict]:
 
 
 def sample_rows(exp: Experiment, plan: plan_mod.Preset) -> list[dict]:
-    """The first held-out posts that every policy summarized, with the reference beside them."""
+    """Held-out posts that every policy summarized (those with a reference first), with the reference."""
     from .experiments import policies, policy_name
 
     names = {policy_name(exp, p): p for p in policies(plan)}
@@ -177,12 +178,14 @@ def sample_rows(exp: Experiment, plan: plan_mod.Preset) -> list[dict]:
     for post_id, row in by_post.items():
         if len(row) - 1 < len(names):
             continue
-        ref = Summary.objects.filter(post_id=post_id, is_reference=True).values_list("text", flat=True).first()
+        # The reference: an SFT reference summary, else the human-written TL;DR a comparison carries.
+        ref = (Summary.objects.filter(post_id=post_id, is_reference=True).values_list("text", flat=True).first()
+               or Summary.objects.filter(post_id=post_id, policy__name=REFERENCE_POLICY)
+               .values_list("text", flat=True).first())
         post = row.pop("post")
         rows.append({"post_id": post_id, "title": post.title, "post": post.text[:600], "reference": ref, **row})
-        if len(rows) >= plan.n_show:
-            break
-    return rows
+    rows.sort(key=lambda r: r["reference"] is None)  # posts with a reference first, else id order
+    return rows[: plan.n_show]
 
 
 def sft_loss(exp: Experiment, plan: plan_mod.Preset, n_posts: int = 16) -> dict:

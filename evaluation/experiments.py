@@ -303,6 +303,15 @@ def _make_judge_job(exp: Experiment, plan: Preset, _key: str) -> tuple[str, int]
     return "job", job.pk
 
 
+def experiment_report_rebuild(*, experiment_id: int) -> Experiment:
+    """Build a finished experiment's report again from its jobs and runs (after a fix of the report)."""
+    from .experiment_report import experiment_report_build
+
+    exp = Experiment.objects.get(pk=experiment_id)
+    _save(exp, report=experiment_report_build(exp))
+    return exp
+
+
 # --- recovery (the job sweeper) ------------------------------------------------------------------------
 
 

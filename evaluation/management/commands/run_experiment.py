@@ -23,8 +23,11 @@ class Command(BaseCommand):
         parser.add_argument("--resume", type=int, help="Go on with this experiment id.")
         parser.add_argument("--enqueue", action="store_true", help="Queue on the gpu workers instead of running here.")
         parser.add_argument("--json", dest="json_path", help="Also write the report as JSON to this file.")
+        parser.add_argument("--rebuild-report", action="store_true",
+                            help="With --resume of a finished experiment: build its report again from its jobs and runs.")
 
-    def handle(self, *args, preset: str, resume: int | None, enqueue: bool, json_path: str | None, **options):
+    def handle(self, *args, preset: str, resume: int | None, enqueue: bool, json_path: str | None,
+               rebuild_report: bool = False, **options):
         if resume:
             try:
                 exp = Experiment.objects.get(pk=resume)
@@ -48,6 +51,8 @@ class Command(BaseCommand):
             self.stdout.flush()
 
         exp = experiments.experiment_run(experiment_id=exp.pk, on_step=on_step)
+        if rebuild_report and exp.status == Experiment.Status.DONE:
+            exp = experiments.experiment_report_rebuild(experiment_id=exp.pk)
         if exp.status != Experiment.Status.DONE:
             raise CommandError(f"experiment {exp.pk} {exp.status}: {exp.error or 'driven by another worker'}")
         self.stdout.write(report_text(exp.report))
