@@ -281,6 +281,27 @@ def make_scheduler(name: str, optimizer, *, warmup_steps: int, total_steps: int)
     return get_scheduler(kind, optimizer, num_warmup_steps=warmup_steps, num_training_steps=max(1, total_steps))
 
 
+def prepare_training(model, config: Any, *, total_steps: int, resume_from: str | None):
+    """Dropout off (if the config says so), train mode, the config's optimizer and LR schedule, and the
+    optimizer/scheduler/RNG state of a checkpoint to resume from: (optimizer, scheduler, start step)."""
+    import torch
+
+    if config.disable_dropout:
+        disable_dropout(model)
+    model.train()
+    optimizer = make_optimizer(config.optimizer, model.parameters(), config.learning_rate, config.weight_decay)
+    scheduler = make_scheduler(config.lr_scheduler, optimizer, warmup_steps=config.warmup_steps,
+                               total_steps=total_steps)
+    if not resume_from:
+        return optimizer, scheduler, 0
+    state = load_trainer_state(resume_from)
+    optimizer.load_state_dict(state["optimizer"])
+    if state.get("scheduler"):
+        scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    return optimizer, scheduler, state["step"]
+
+
 def disable_dropout(model) -> int:
     """Set the probability of every dropout module to 0 (TRL's `disable_dropout_in_model`); returns
     how many there were. The attention kernels read `module.p`, so attention dropout goes too."""

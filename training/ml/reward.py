@@ -219,24 +219,10 @@ def evaluate(model, tokenizer, eval_pairs: list[dict], max_length: int, batch_si
 
 def _load_for_training(config: RewardConfig, resume_from: str | None, total: int):
     """(model in train mode, tokenizer, max length, optimizer, scheduler, step to start from)."""
-    import torch
-
     model, tokenizer = load_reward_model(resume_from or config.model)
     max_length = model_max_length(tokenizer, model.config, config.max_length)
-    if config.disable_dropout:
-        common.disable_dropout(model)
-    model.train()
-    optimizer = common.make_optimizer(config.optimizer, model.parameters(), config.learning_rate, config.weight_decay)
-    scheduler = common.make_scheduler(config.lr_scheduler, optimizer, warmup_steps=config.warmup_steps,
-                                      total_steps=total)
-    start_step = 0
-    if resume_from:
-        state = common.load_trainer_state(resume_from)
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scheduler"):
-            scheduler.load_state_dict(state["scheduler"])
-        start_step = state["step"]
-        torch.set_rng_state(state["torch_rng"])
+    optimizer, scheduler, start_step = common.prepare_training(model, config, total_steps=total,
+                                                               resume_from=resume_from)
     return model, tokenizer, max_length, optimizer, scheduler, start_step
 
 

@@ -124,7 +124,6 @@ def validate_examples(examples: list[dict]) -> None:
 
 def _load_for_training(config: SFTConfig, resume_from: str | None, total: int):
     """(tokenizer, model in train mode, optimizer, scheduler, step to start from)."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resume_from or config.model
@@ -132,20 +131,8 @@ def _load_for_training(config: SFTConfig, resume_from: str | None, total: int):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(source)
-    if config.disable_dropout:
-        common.disable_dropout(model)
-    model.train()
-    optimizer = common.make_optimizer(config.optimizer, model.parameters(), config.learning_rate, config.weight_decay)
-    scheduler = common.make_scheduler(config.lr_scheduler, optimizer, warmup_steps=config.warmup_steps,
-                                      total_steps=total)
-    start_step = 0
-    if resume_from:
-        state = common.load_trainer_state(resume_from)
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scheduler"):
-            scheduler.load_state_dict(state["scheduler"])
-        start_step = state["step"]
-        torch.set_rng_state(state["torch_rng"])
+    optimizer, scheduler, start_step = common.prepare_training(model, config, total_steps=total,
+                                                               resume_from=resume_from)
     return tokenizer, model, optimizer, scheduler, start_step
 
 
