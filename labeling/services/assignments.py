@@ -462,16 +462,22 @@ def _lease_locked(cur, assignment_id: int, user, locks: bool) -> _Lease:
 
 def _expired_lease_check(cur, lease: _Lease, user, now: datetime, locks: bool) -> None:
     """An expired lease still takes an answer while its pair has room; LeaseExpired otherwise."""
-    if locks:
-        cur.execute(f"SELECT id FROM {_T['i']} WHERE id = %s FOR UPDATE", [lease.item_id])
+    if not _item_has_room(cur, lease.item_id, lease.overlap, user.pk, now, lock=locks):
+        raise LeaseExpired("your lease on this pair expired and the pair went to someone else")
+
+
+def _item_has_room(cur, item_id: int, overlap: int, user_id: int, now: datetime, *, lock: bool) -> bool:
+    """Whether a pair can take one more answer from `user_id`: its answers plus others' live leases
+    stay under its overlap (under the item's row lock where the database has one)."""
+    if lock:
+        cur.execute(f"SELECT id FROM {_T['i']} WHERE id = %s FOR UPDATE", [item_id])
     cur.execute(
         f"SELECT 1 FROM {_T['i']} i WHERE i.id = %s AND i.n_done < %s AND i.n_done + "
         f"(SELECT COUNT(*) FROM {_T['a']} l WHERE l.item_id = i.id AND l.status = 'leased' "
         "AND l.expires_at > %s AND l.annotator_id <> %s) < %s",
-        [lease.item_id, lease.overlap, _db_time(now), user.pk, lease.overlap],
+        [item_id, overlap, _db_time(now), user_id, overlap],
     )
-    if cur.fetchone() is None:
-        raise LeaseExpired("your lease on this pair expired and the pair went to someone else")
+    return cur.fetchone() is not None
 
 
 def _label_insert(cur, lease: _Lease, *, assignment_id: int, user, choice: int, confidence: int | None,
@@ -588,15 +594,8 @@ def assignment_undo(*, user, campaign: Campaign, now: datetime | None = None) ->
             # A skip gave the pair back to the pool: lease it again only if it still has room
             # (same check as a late submit, under the item's row lock).
             with connection.cursor() as cur:
-                if connection.features.has_select_for_update:
-                    cur.execute(f"SELECT id FROM {_T['i']} WHERE id = %s FOR UPDATE", [a.item_id])
-                cur.execute(
-                    f"SELECT 1 FROM {_T['i']} i WHERE i.id = %s AND i.n_done < %s AND i.n_done + "
-                    f"(SELECT COUNT(*) FROM {_T['a']} l WHERE l.item_id = i.id AND l.status = 'leased' "
-                    "AND l.expires_at > %s AND l.annotator_id <> %s) < %s",
-                    [a.item_id, campaign.overlap, _db_time(now), user.pk, campaign.overlap],
-                )
-                if cur.fetchone() is None:
+                if not _item_has_room(cur, a.item_id, campaign.overlap, user.pk, now,
+                                      lock=connection.features.has_select_for_update):
                     raise NothingToUndo("the skipped pair has gone to other annotators meanwhile")
             a.status, a.finished_at = LEASED, None
             a.leased_at, a.expires_at = now, now + timedelta(seconds=campaign.lease_seconds)
