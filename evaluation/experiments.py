@@ -317,13 +317,11 @@ def experiment_report_rebuild(*, experiment_id: int) -> Experiment:
 
 def experiments_recover_stale(*, older_than_s: float | None = None, max_recoveries: int | None = None) -> int:
     """Queue again every running experiment whose driver stopped beating (its worker died)."""
-    older = older_than_s if older_than_s is not None else jobs.stale_s()
-    limit = max_recoveries if max_recoveries is not None else jobs.max_recoveries()
-    cutoff = timezone.now() - timezone.timedelta(seconds=older)
+    limit = jobs.recovery_limit(max_recoveries)
     n = 0
     with transaction.atomic():
-        for exp in (Experiment.objects.select_for_update(skip_locked=True)
-                    .filter(status=Experiment.Status.RUNNING, heartbeat_at__lt=cutoff)):
+        for exp in jobs.lost_rows(Experiment.objects.filter(status=Experiment.Status.RUNNING),
+                                  older_than_s=older_than_s, started_field="started_at"):
             if exp.recoveries >= limit:
                 _save(exp, status=Experiment.Status.FAILED, finished_at=timezone.now(),
                       error=f"{exp.step}: its worker stopped {exp.recoveries + 1} times; not queued again")

@@ -12,7 +12,6 @@ import logging
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from rlaif_site import jobs
@@ -63,13 +62,10 @@ def refreshes_recover_stale(*, older_than_s: float | None = None, max_recoveries
     (JOB_MAX_RECOVERIES) times, then marked failed. Returns the number of refreshes handled."""
     from .tasks import refresh_dashboard_task
 
-    stale = jobs.stale_s() if older_than_s is None else older_than_s
-    limit = jobs.max_recoveries() if max_recoveries is None else max_recoveries
-    cutoff = timezone.now() - timedelta(seconds=stale)
+    limit = jobs.recovery_limit(max_recoveries)
     n = 0
     with transaction.atomic():
-        lost = (RefreshJob.objects.select_for_update(skip_locked=True).filter(status=RefreshJob.Status.RUNNING)
-                .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)))
+        lost = jobs.lost_rows(RefreshJob.objects.filter(status=RefreshJob.Status.RUNNING), older_than_s=older_than_s)
         for job in lost:
             n += 1
             job.recoveries += 1

@@ -42,6 +42,26 @@ def times(n: int) -> str:
     return "once" if n == 1 else f"{n} times"
 
 
+def recovery_limit(given: int | None = None) -> int:
+    """How often a sweeper queues a lost job again: `given`, else JOB_MAX_RECOVERIES."""
+    return max_recoveries() if given is None else given
+
+
+def lost_rows(queryset, *, older_than_s: float | None = None, started_field: str | None = None):
+    """The rows of `queryset` (running jobs with a `heartbeat_at`) whose heartbeat is older than
+    `older_than_s` (JOB_STALE_S) or missing, locked for update and skipping rows another sweeper
+    holds; call inside `transaction.atomic`. With `started_field`, a row with no heartbeat yet counts
+    as lost only once that field is older than the cutoff too (it may still be loading its model)."""
+    from datetime import timedelta
+
+    from django.db.models import Q
+    from django.utils import timezone
+
+    cutoff = timezone.now() - timedelta(seconds=stale_s() if older_than_s is None else older_than_s)
+    missing = Q(heartbeat_at__isnull=True, **({f"{started_field}__lt": cutoff} if started_field else {}))
+    return queryset.select_for_update(skip_locked=True).filter(Q(heartbeat_at__lt=cutoff) | missing)
+
+
 def new_token() -> str:
     """An id for one execution of a job: host, process and a random part (fits 64 characters)."""
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"

@@ -13,7 +13,6 @@ from typing import Any, Sequence
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from rlaif_site import jobs
@@ -247,12 +246,10 @@ def training_runs_recover_stale(*, older_than_s: float | None = None, max_recove
     (JOB_STALE_S) lost its worker. It is queued again from its last checkpoint, at most
     `max_recoveries` (JOB_MAX_RECOVERIES) times, then marked failed with the reason. Returns the
     number of runs handled."""
-    stale = jobs.stale_s() if older_than_s is None else older_than_s
-    cutoff = timezone.now() - timedelta(seconds=stale)
     n = 0
     with transaction.atomic():
-        qs = (TrainingRun.objects.select_for_update(skip_locked=True).filter(status=RunStatus.RUNNING)
-              .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)))
+        qs = jobs.lost_rows(TrainingRun.objects.filter(status=RunStatus.RUNNING), older_than_s=older_than_s,
+                            started_field="started_at")
         for run in qs:
             beat = f"{run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if run.heartbeat_at else "never"
             _recover(run, f"no heartbeat since {beat}", max_recoveries)

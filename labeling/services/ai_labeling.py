@@ -670,14 +670,11 @@ def ai_labeling_jobs_recover_stale(*, older_than_s: float | None = None, max_rec
     (JOB_STALE_S) lost all its workers. Its chunks' leases go back to the pool and it is queued
     again (it resumes after its last committed chunk), at most `max_recoveries` (JOB_MAX_RECOVERIES)
     times; then it is marked failed with the reason. Returns the number of jobs handled."""
-    stale = jobs.stale_s() if older_than_s is None else older_than_s
-    limit = jobs.max_recoveries() if max_recoveries is None else max_recoveries
-    cutoff = timezone.now() - timedelta(seconds=stale)
+    limit = jobs.recovery_limit(max_recoveries)
     n = 0
     with transaction.atomic():
-        lost = (AILabelingJob.objects.select_for_update(skip_locked=True).select_related("config")
-                .filter(status=JobStatus.RUNNING)
-                .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)))
+        lost = jobs.lost_rows(AILabelingJob.objects.select_related("config").filter(status=JobStatus.RUNNING),
+                              older_than_s=older_than_s, started_field="started_at")
         for job in lost:
             n += 1
             chunks = job.chunks.all()

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from rlaif_site import jobs
@@ -127,13 +126,10 @@ def import_jobs_recover_stale(*, older_than_s: float | None = None, max_recoveri
     """The sweeper of imports: a running import whose heartbeat is older than JOB_STALE_S lost its
     worker; it is queued again (its file is still on the server) up to JOB_MAX_RECOVERIES times,
     then marked failed with the reason. Returns the number of jobs handled."""
-    stale = jobs.stale_s() if older_than_s is None else older_than_s
-    limit = jobs.max_recoveries() if max_recoveries is None else max_recoveries
-    cutoff = timezone.now() - timedelta(seconds=stale)
+    limit = jobs.recovery_limit(max_recoveries)
     n = 0
     with transaction.atomic():
-        lost = (ImportJob.objects.select_for_update(skip_locked=True).filter(status=ImportJob.Status.RUNNING)
-                .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)))
+        lost = jobs.lost_rows(ImportJob.objects.filter(status=ImportJob.Status.RUNNING), older_than_s=older_than_s)
         for job in lost:
             n += 1
             job.recoveries += 1
