@@ -55,7 +55,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "tldr-mini": Preset(
         name="tldr-mini",
-        description="The whole loop on the shipped TL;DR data with SmolLM2-135M-Instruct on a 2-core CPU (18 min measured on a quiet machine).",
+        description=("The whole loop on the shipped TL;DR data with SmolLM2-135M-Instruct on a 2-core CPU "
+                     "(18 min measured on a quiet machine)."),
         labeler_configs=("smollm2-base-0shot", "smollm2-detailed-2shot", "smollm2-detailed-cot-0shot",
                          "smollm2-detailed-cot-sc4"),
         n_label={"smollm2-base-0shot": 64, "smollm2-detailed-2shot": 32, "smollm2-detailed-cot-0shot": 12,
