@@ -294,7 +294,25 @@ def comparisons_import(
                 progress(result.records)
         if writer is None:
             raise ImportFileError(path.name, 0, None, "the file holds no records")
+        _analyze_after(result)
     return result
+
+
+ANALYZE_AFTER_ROWS = 500
+"""Rows an import must add before it refreshes the planner's statistics of the tables it wrote."""
+
+
+def _analyze_after(result: ImportResult) -> None:
+    """Fresh PostgreSQL statistics after a big import: until autovacuum runs, the planner takes the
+    new tables as nearly empty and may join thousands of labels by nested loops for minutes (the
+    dashboards' pair counts did, right after importing both shipped files)."""
+    added = result.posts_created + result.summaries_created + result.comparisons_created + result.labels_created
+    if connection.vendor != "postgresql" or added < ANALYZE_AFTER_ROWS:
+        return
+    tables = [m._meta.db_table for m in (Post, Summary, Comparison, HumanLabel)]
+    with connection.cursor() as cur:
+        for table in tables:
+            cur.execute(f"ANALYZE {connection.ops.quote_name(table)}")
 
 
 def _format_of(path: Path) -> str:
