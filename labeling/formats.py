@@ -13,7 +13,8 @@ loops (`training/ml`), the evaluation metrics and the dashboards' SQL.
 - **Majority.** The human verdict of a comparison from its votes: A when more than half chose A,
   B when fewer, no verdict on an even split.
 - **Trivial judges.** "Prefer the longer summary" (characters) and "prefer the summary sharing more
-  distinct words with the title and post" (lower-cased ``\\w+`` words).
+  distinct words with the title and post" (lower-cased ``\\w+`` words); `comparison_facts` gives
+  the per-summary numbers both compare, which `labeling.Comparison` stores (len_a, overlap_a, ...).
 
 The numeric rules are written with arithmetic and comparison operators only, so the same
 function takes Python numbers or numpy arrays (the metrics call them on whole columns).
@@ -168,14 +169,32 @@ def overlap_source(title: str, post: str) -> str:
     return f"{title}\n{post}" if title else post
 
 
+def overlap_count(source_words: set[str], text: str) -> int:
+    """How many distinct words a summary shares with its source (`words(overlap_source(...))`)."""
+    return len(source_words & words(text))
+
+
+def comparison_facts(title: str, post_text: str, text_a: str, text_b: str, *,
+                     source_words: set[str] | None = None) -> dict[str, int]:
+    """What the trivial judges read of one comparison, as stored on it: each summary's length in
+    characters and its overlap count with the title and post. `source_words` may pass the post's
+    `words(overlap_source(title, post_text))` already computed (a post has many comparisons)."""
+    if source_words is None:
+        source_words = words(overlap_source(title, post_text))
+    return {"len_a": len(text_a), "len_b": len(text_b),
+            "overlap_a": overlap_count(source_words, text_a), "overlap_b": overlap_count(source_words, text_b)}
+
+
 def longer_margin(text_a: str, text_b: str) -> int:
-    """> 0 when the longer-summary judge prefers A, < 0 for B, 0 for a tie (characters)."""
+    """> 0 when the longer-summary judge prefers A, < 0 for B, 0 for a tie (characters):
+    `len_a - len_b` of `comparison_facts`."""
     return len(text_a) - len(text_b)
 
 
 def overlap_margin(source_words: set[str], text_a: str, text_b: str) -> int:
-    """> 0 when A shares more distinct words with the source (`words(overlap_source(...))`)."""
-    return len(source_words & words(text_a)) - len(source_words & words(text_b))
+    """> 0 when A shares more distinct words with the source (`words(overlap_source(...))`):
+    `overlap_a - overlap_b` of `comparison_facts`."""
+    return overlap_count(source_words, text_a) - overlap_count(source_words, text_b)
 
 
 def margin_score(margin: float) -> float:

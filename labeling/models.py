@@ -8,9 +8,11 @@ confidences are on OpenAI's 9-point scale.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, router, transaction
 from django.db.models import F, Q
 
 from . import formats
@@ -78,8 +80,18 @@ class Post(models.Model):
         return formats.post_digest(subreddit, title, text)
 
     def save(self, *args, **kwargs):
+        """Also recomputes the stored facts of this post's comparisons when its content changed
+        (the overlap judge reads the title and text), in the same transaction."""
         self.content_sha256 = self.content_digest(self.subreddit, self.title, self.text)
-        super().save(*args, **kwargs)
+        if self.pk is None:
+            super().save(*args, **kwargs)
+            return
+        using = kwargs.get("using") or router.db_for_write(Post, instance=self)
+        with transaction.atomic(using=using):
+            before = Post.objects.using(using).filter(pk=self.pk).values_list("content_sha256", flat=True).first()
+            super().save(*args, **kwargs)
+            if before is not None and before != self.content_sha256:
+                Comparison.objects.using(using).filter(post_id=self.pk).facts_recompute()
 
     def __str__(self) -> str:
         return f"{self.external_id}: {self.title[:60]}"
@@ -130,15 +142,96 @@ class Summary(models.Model):
         ]
 
     def save(self, *args, **kwargs):
+        """Also recomputes the stored facts of the comparisons using this summary when its text or
+        policy changed, in the same transaction."""
         self.text_sha256 = text_digest(self.text)
-        super().save(*args, **kwargs)
+        if self.pk is None:
+            super().save(*args, **kwargs)
+            return
+        using = kwargs.get("using") or router.db_for_write(Summary, instance=self)
+        with transaction.atomic(using=using):
+            before = Summary.objects.using(using).filter(pk=self.pk).values_list("policy_id", "text_sha256").first()
+            super().save(*args, **kwargs)
+            if before is not None and before != (self.policy_id, self.text_sha256):
+                Comparison.objects.using(using).filter(
+                    Q(summary_a_id=self.pk) | Q(summary_b_id=self.pk)).facts_recompute()
 
     def __str__(self) -> str:
         return f"{self.policy}: {self.text[:60]}"
 
 
+# A comparison's facts: what the dashboards group by (policies) and the trivial judges compare
+# (lengths, overlaps), stored so that no aggregate joins the summaries or reads a text.
+FACT_FIELDS = ("policy_a", "policy_b", "len_a", "len_b", "overlap_a", "overlap_b")
+FACTS_MISSING = Q(policy_a__isnull=True) | Q(policy_b__isnull=True) | Q(len_a__isnull=True) | Q(
+    len_b__isnull=True) | Q(overlap_a__isnull=True) | Q(overlap_b__isnull=True)
+
+
+def _facts_set(comparisons: list[Comparison], using: str) -> None:
+    """Set the facts of each comparison in place from its summaries and post: related objects
+    cached on it are used as they are, the others come in one query for summaries and one for
+    posts; each post's word set is computed once. A comparison whose summary or post does not
+    exist keeps NULL facts (its insert fails on the foreign key anyway)."""
+    summaries: dict[int, tuple[int, str]] = {}
+    posts: dict[int, tuple[str, str]] = {}
+    for c in comparisons:
+        for name in ("summary_a", "summary_b"):
+            if Comparison._meta.get_field(name).is_cached(c) and getattr(c, name) is not None:
+                s = getattr(c, name)
+                summaries[s.pk] = (s.policy_id, s.text)
+        if Comparison._meta.get_field("post").is_cached(c) and c.post is not None:
+            posts[c.post.pk] = (c.post.title, c.post.text)
+    need_s = {i for c in comparisons for i in (c.summary_a_id, c.summary_b_id)} - summaries.keys()
+    need_p = {c.post_id for c in comparisons} - posts.keys()
+    if need_s:
+        summaries.update((pk, (pol, text)) for pk, pol, text in Summary.objects.using(using).filter(
+            pk__in=need_s).values_list("pk", "policy_id", "text"))
+    if need_p:
+        posts.update((pk, (title, text)) for pk, title, text in Post.objects.using(using).filter(
+            pk__in=need_p).values_list("pk", "title", "text"))
+    source_words: dict[int, set[str]] = {}
+    for c in comparisons:
+        a, b, post = summaries.get(c.summary_a_id), summaries.get(c.summary_b_id), posts.get(c.post_id)
+        if a is None or b is None or post is None:
+            continue
+        if c.post_id not in source_words:
+            source_words[c.post_id] = formats.words(formats.overlap_source(*post))
+        facts = formats.comparison_facts(*post, a[1], b[1], source_words=source_words[c.post_id])
+        c.policy_a_id, c.policy_b_id = a[0], b[0]
+        c.len_a, c.len_b, c.overlap_a, c.overlap_b = (facts[k] for k in ("len_a", "len_b", "overlap_a", "overlap_b"))
+
+
+class ComparisonQuerySet(models.QuerySet):
+    """Comparisons whose writes keep the stored facts filled."""
+
+    def bulk_create(self, objs: Iterable[Comparison], *args, **kwargs) -> list[Comparison]:
+        """Fills the missing facts of the new objects first (two queries), then inserts them."""
+        objs = list(objs)
+        _facts_set([o for o in objs if o.facts_missing()], self.db)
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def facts_recompute(self, *, batch_size: int = 5000) -> int:
+        """Recompute and store the facts of these comparisons from their summaries and posts, in
+        batches of `batch_size` (each in its own transaction); returns how many were written."""
+        qs = self.order_by("pk").only("pk", "post", "summary_a", "summary_b")
+        done, last = 0, 0
+        while True:
+            with transaction.atomic(using=self.db):
+                batch = list(qs.filter(pk__gt=last)[:batch_size])
+                if not batch:
+                    return done
+                _facts_set(batch, self.db)
+                Comparison.objects.using(self.db).bulk_update(batch, FACT_FIELDS)
+            done, last = done + len(batch), batch[-1].pk
+
+
 class Comparison(models.Model):
-    """Two different summaries of one post; one row per unordered pair (summary_a_id < summary_b_id)."""
+    """Two different summaries of one post; one row per unordered pair (summary_a_id < summary_b_id).
+
+    Its facts (policies, lengths and overlap counts of both summaries; NULL = not computed yet) are
+    filled by `save()` and `bulk_create`, recomputed when a summary's text or policy or a post's
+    content is saved, and `services.comparison_facts.comparison_facts_fill` fills rows written by
+    raw SQL."""
 
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="comparisons")
     summary_a = models.ForeignKey(Summary, on_delete=models.CASCADE, related_name="+")
@@ -147,8 +240,24 @@ class Comparison(models.Model):
         null=True, blank=True, help_text="Known answer (0 = A, 1 = B) when used as a gold pair."
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    policy_a = models.ForeignKey(Policy, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                 editable=False, help_text="Policy of summary A (stored fact).")
+    policy_b = models.ForeignKey(Policy, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                 editable=False, help_text="Policy of summary B (stored fact).")
+    len_a = models.PositiveIntegerField(null=True, editable=False, help_text="Characters of summary A.")
+    len_b = models.PositiveIntegerField(null=True, editable=False, help_text="Characters of summary B.")
+    overlap_a = models.PositiveIntegerField(
+        null=True, editable=False, help_text="Distinct words summary A shares with the title and post.")
+    overlap_b = models.PositiveIntegerField(
+        null=True, editable=False, help_text="Distinct words summary B shares with the title and post.")
+
+    objects = ComparisonQuerySet.as_manager()
 
     class Meta:
+        indexes = [
+            # small (empty once filled): lets comparison_facts_fill find rows written by raw SQL at once
+            models.Index(fields=["id"], condition=FACTS_MISSING, name="comparison_facts_missing"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(summary_a__lt=F("summary_b")), name="comparison_canonical_distinct_pair"
@@ -159,6 +268,27 @@ class Comparison(models.Model):
                 name="comparison_gold_choice_0_1",
             ),
         ]
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        obj = super().from_db(db, field_names, values)
+        obj._facts_of = obj._facts_key()
+        return obj
+
+    def _facts_key(self) -> tuple:
+        return tuple(self.__dict__.get(k) for k in ("post_id", "summary_a_id", "summary_b_id"))
+
+    def facts_missing(self) -> bool:
+        return any(getattr(self, f.attname) is None for f in map(self._meta.get_field, FACT_FIELDS))
+
+    def save(self, *args, **kwargs):
+        """Fills the facts when missing or when the post or a summary changed since loading."""
+        if self.facts_missing() or getattr(self, "_facts_of", None) != self._facts_key():
+            _facts_set([self], kwargs.get("using") or router.db_for_write(Comparison, instance=self))
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], *FACT_FIELDS}
+        super().save(*args, **kwargs)
+        self._facts_of = self._facts_key()
 
     def __str__(self) -> str:
         return f"Comparison {self.pk} (post {self.post_id})"
