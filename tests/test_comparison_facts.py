@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.urls import reverse
 
 from labeling import formats
 from labeling.models import FACT_FIELDS, FACTS_MISSING, Comparison, Dataset, Policy, Post, Summary
@@ -166,3 +167,23 @@ def test_summary_and_post_edits_recompute_facts(world):
 
 def test_fact_fields_are_the_stored_columns():
     assert {Comparison._meta.get_field(f).attname for f in FACT_FIELDS} == set(expected_keys())
+
+
+def test_admin_lists_stored_policies_and_shows_facts_read_only(world, client, staff_user):
+    p = world["posts"][2]
+    a, b = world["sums"][(p.pk, 0)], world["sums"][(p.pk, 2)]
+    c = Comparison.objects.create(post=p, summary_a=a, summary_b=b)
+    client.force_login(staff_user)
+    listing = client.get(reverse("admin:labeling_comparison_changelist"))
+    assert listing.status_code == 200
+    assert a.policy.name in listing.content.decode() and b.policy.name in listing.content.decode()
+    page = client.get(reverse("admin:labeling_comparison_change", args=[c.pk])).content.decode()
+    assert f'<div class="readonly">{len(b.text)}</div>' in page
+    assert 'name="len_a"' not in page  # shown, not editable
+    response = client.post(reverse("admin:labeling_comparison_change", args=[c.pk]),
+                           {"post": p.pk, "summary_a": a.pk, "summary_b": world["sums"][(p.pk, 3)].pk,
+                            "gold_choice": "", "len_a": "999"})
+    assert response.status_code == 302
+    assert_facts([c.pk])
+    assert stored(c.pk)["len_b"] == len(world["sums"][(p.pk, 3)].text)
+    assert stored(c.pk)["len_a"] == len(a.text)  # the posted len_a is ignored

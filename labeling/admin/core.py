@@ -141,16 +141,10 @@ class ComparisonAdmin(admin.ModelAdmin):
     list_filter = ["post__dataset", "gold_choice"]
     search_fields = ["=id", "post__external_id", "post__title"]
     raw_id_fields = ["post", "summary_a", "summary_b"]
-    list_select_related = ["post", "summary_a__policy", "summary_b__policy"]
+    # policy_a/policy_b are the comparison's stored facts: the list joins no summary
+    list_select_related = ["post", "policy_a", "policy_b"]
+    readonly_fields = ["policy_a", "policy_b", "len_a", "len_b", "overlap_a", "overlap_b"]
     show_full_result_count = False
-
-    @admin.display(description="policy A")
-    def policy_a(self, obj: Comparison) -> str:
-        return obj.summary_a.policy.name
-
-    @admin.display(description="policy B")
-    def policy_b(self, obj: Comparison) -> str:
-        return obj.summary_b.policy.name
 
     def get_urls(self):
         return [
