@@ -10,29 +10,39 @@ BATCH = 5000
 
 
 def fill_facts(apps, schema_editor):
+    """The loop of `ComparisonQuerySet.facts_recompute`, copied: historical models, one query per
+    batch for summaries and posts, one UPDATE ... FROM (VALUES ...) per 1,000 rows (bulk_update's
+    CASE expressions take about an hour at a million rows)."""
     Comparison = apps.get_model("labeling", "Comparison")
     Summary = apps.get_model("labeling", "Summary")
     Post = apps.get_model("labeling", "Post")
-    db = schema_editor.connection.alias
+    conn = schema_editor.connection
+    q = conn.ops.quote_name
+    table = q(Comparison._meta.db_table)
+    columns = ("policy_a_id", "policy_b_id", "len_a", "len_b", "overlap_a", "overlap_b")
+    sets = ", ".join(f"{q(c)} = v.column{i + 2}" for i, c in enumerate(columns))
+    rows = Comparison.objects.using(conn.alias).order_by("pk").values_list("pk", "post_id", "summary_a_id", "summary_b_id")
     last = 0
     while True:
-        batch = list(Comparison.objects.using(db).filter(pk__gt=last).order_by("pk")
-                     .only("pk", "post_id", "summary_a_id", "summary_b_id")[:BATCH])
+        batch = list(rows.filter(pk__gt=last)[:BATCH])
         if not batch:
             return
-        summaries = {pk: (pol, text) for pk, pol, text in Summary.objects.using(db).filter(
-            pk__in={i for c in batch for i in (c.summary_a_id, c.summary_b_id)}).values_list("pk", "policy_id", "text")}
-        posts = {pk: (title, text) for pk, title, text in Post.objects.using(db).filter(
-            pk__in={c.post_id for c in batch}).values_list("pk", "title", "text")}
+        last = batch[-1][0]
+        summaries = {pk: (pol, text) for pk, pol, text in Summary.objects.using(conn.alias).filter(
+            pk__in={i for r in batch for i in r[2:]}).values_list("pk", "policy_id", "text")}
+        posts = {pk: (title, text) for pk, title, text in Post.objects.using(conn.alias).filter(
+            pk__in={r[1] for r in batch}).values_list("pk", "title", "text")}
         source_words = {pk: formats.words(formats.overlap_source(*post)) for pk, post in posts.items()}
-        for c in batch:
-            (pa, ta), (pb, tb) = summaries[c.summary_a_id], summaries[c.summary_b_id]
-            facts = formats.comparison_facts(*posts[c.post_id], ta, tb, source_words=source_words[c.post_id])
-            c.policy_a_id, c.policy_b_id = pa, pb
-            c.len_a, c.len_b, c.overlap_a, c.overlap_b = (facts[k] for k in ("len_a", "len_b", "overlap_a", "overlap_b"))
-        Comparison.objects.using(db).bulk_update(
-            batch, ["policy_a", "policy_b", "len_a", "len_b", "overlap_a", "overlap_b"])
-        last = batch[-1].pk
+        values = []
+        for pk, post_id, a_id, b_id in batch:
+            (pa, ta), (pb, tb) = summaries[a_id], summaries[b_id]
+            f = formats.comparison_facts(*posts[post_id], ta, tb, source_words=source_words[post_id])
+            values.append((pk, pa, pb, f["len_a"], f["len_b"], f["overlap_a"], f["overlap_b"]))
+        with conn.cursor() as cur:
+            for start in range(0, len(values), 1000):
+                chunk = values[start:start + 1000]
+                cur.execute(f"UPDATE {table} SET {sets} FROM (VALUES {', '.join(['(%s, %s, %s, %s, %s, %s, %s)'] * len(chunk))}) "
+                            f"AS v WHERE {table}.{q('id')} = v.column1", [x for row in chunk for x in row])
 
 
 class Migration(migrations.Migration):
