@@ -82,9 +82,11 @@ class Migration(migrations.Migration):
             name='policy_b',
             field=models.ForeignKey(blank=True, editable=False, help_text='Policy of summary B (stored fact).', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='labeling.policy'),
         ),
-        migrations.RunPython(fill_facts, migrations.RunPython.noop, elidable=True),
         migrations.AddIndex(
             model_name='comparison',
             index=models.Index(condition=models.Q(('policy_a__isnull', True), ('policy_b__isnull', True), ('len_a__isnull', True), ('len_b__isnull', True), ('overlap_a__isnull', True), ('overlap_b__isnull', True), _connector='OR'), fields=['id'], name='comparison_facts_missing'),
         ),
+        # after the index: a fill before it would leave the index unusable (indcheckxmin) while any
+        # transaction older than the migration is open
+        migrations.RunPython(fill_facts, migrations.RunPython.noop, elidable=True),
     ]
