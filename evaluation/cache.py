@@ -186,30 +186,58 @@ class CacheState:
     computed_at: object = None
     n_cached: int = 0
     throttled: bool = False  # stale, not in flight, and the refresh rate limit is spent
+    partial: bool = False  # ``result`` was computed on demand: no bootstrap intervals yet
 
 
-def cache_state(f: Filters, auto_refresh: bool = True, needs=tuple(AGGREGATES)) -> CacheState:
+def _quick(f: Filters) -> dict | None:
+    """``compute.quick_result`` of ``f`` from the label snapshot (``snapshot.rows_for``), kept in
+    Django's cache (not the database: a GET writes nothing) until a label is written; None without
+    a usable snapshot, or for a small database with none, straight from its rows."""
+    from . import compute, selectors, snapshot
+
+    wh, wa = selectors.watermarks()
+    key = f"evaluation:quick:{hashlib.sha256(cache_key(f).encode()).hexdigest()[:32]}:{wh}:{wa}"
+    hit = django_cache.get(key)
+    if hit is not None:
+        return hit
+    rows = snapshot.rows_for(f)
+    if rows is None and wh + wa <= _setting("EVALUATION_QUICK_WITHOUT_SNAPSHOT", 50_000):
+        rows = snapshot.mask(snapshot.delta_rows((0, 0)), f)
+    if rows is None:
+        return None
+    result = compute.quick_result(rows)
+    django_cache.set(key, result, timeout=PENDING_TIMEOUT_S)
+    return result
+
+
+def cache_state(f: Filters, auto_refresh: bool = True, needs=tuple(AGGREGATES), quick: bool = False) -> CacheState:
     """The stored result for ``f`` and the live aggregates of the page.
 
     With a stored result, the live aggregates are its SQL aggregates (labels up to the worker's
     id watermark) plus the same GROUP BY over the labels written since, an index range scan;
     without one (a first visit to a filter set) only the aggregates the page ``needs`` run, over
-    all labels. Alignment is not additive (a new label can flip a majority): it comes from the
-    stored result, marked stale until the worker has caught up. A missing or stale result asks
-    for a refresh.
+    all labels, and with ``quick`` the page gets a result computed on demand (``_quick``: all but
+    the bootstrap intervals, length-controlled rates and agreement statistics), alignment included.
+    Alignment is not additive (a new label can flip a majority): it comes from the stored result,
+    marked stale until the worker has caught up. A missing or stale result asks for a refresh.
     """
     obj = stored_result(f)
     result = _usable(obj)
+    partial = False
     if result is None:
-        live, n_new = sql_aggregates(f, needs), 0
+        result = _quick(f) if quick else None
+        partial = result is not None
+        live, n_new = sql_aggregates(f, [n for n in needs if not (partial and n == "alignment")]), 0
+        if partial and "alignment" in needs:
+            live["alignment"] = result["alignment"]
     else:
         delta = sql_aggregates(f.since(*result["watermark"]))
         live, n_new = merge_aggregates(result["sql"], delta), count_labels(delta)
-    stale = result is None or n_new > 0
+    stale = partial or result is None or n_new > 0
     pending = refresh_pending(f)
     throttled = False
     if stale and auto_refresh and not pending:
         pending = refresh_request(filters=f)
         throttled = not pending
     return CacheState(result, pending, stale, live, n_new, obj.computed_at if obj else None,
-                      obj.n_labels if obj else 0, throttled)
+                      obj.n_labels if obj else 0, throttled, partial)

@@ -16,8 +16,9 @@ import time
 
 import numpy as np
 
-from . import metrics, selectors
+from . import metrics, selectors, snapshot
 from .selectors import Filters
+from .snapshot import Rows
 from .tables import clean
 
 CACHE_VERSION = 3  # 2: alignment from numpy per config; 3: capped label times (formats.TIME_PER_LABEL)
@@ -92,12 +93,28 @@ def _bradley_terry(pc: metrics.PairCounts, rounds: int, seed: int, intervals: bo
 
 
 def _pair_stats(n_players: int, pol_index, pa, pb, score, lens_a, lens_b, rounds: int, seed: int,
-                bt_intervals: bool = True) -> dict:
-    """Win counts, bootstrap intervals, length-controlled rates and Bradley-Terry for one judge."""
+                bt_intervals: bool = True, intervals: bool = True) -> dict:
+    """Win counts, bootstrap intervals, length-controlled rates and Bradley-Terry for one judge
+    (counts and ratings only, the rest None, unless ``intervals``)."""
     a, b = pol_index[pa], pol_index[pb]
     pc = metrics.PairCounts.from_outcomes(n_players, a, b, score)
-    boot_lo, boot_hi = metrics.bootstrap_win_rate(pc.wins_i, pc.wins_j, pc.ties, rounds=rounds, seed=seed)
-    # rows of each unordered pair, oriented so that "x" is the lower index
+    n = len(pc.i)
+    boot_lo = boot_hi = lc_rate = lc_lo = lc_hi = np.full(n, np.nan)
+    if intervals:
+        boot_lo, boot_hi = metrics.bootstrap_win_rate(pc.wins_i, pc.wins_j, pc.ties, rounds=rounds, seed=seed)
+        lc = _length_controlled(pc, n_players, a, b, score, lens_a, lens_b)
+        lc_rate, lc_lo, lc_hi = lc["rate"], lc["lo"], lc["hi"]
+    pairs = [
+        [int(pc.i[k]), int(pc.j[k]), int(pc.wins_i[k]), int(pc.wins_j[k]), int(pc.ties[k]),
+         clean(float(boot_lo[k])), clean(float(boot_hi[k])),
+         clean(float(lc_rate[k])), clean(float(lc_lo[k])), clean(float(lc_hi[k]))]
+        for k in range(n)
+    ]
+    return {"pairs": pairs, "bt": _bradley_terry(pc, rounds, seed, bt_intervals and intervals)}
+
+
+def _length_controlled(pc: metrics.PairCounts, n_players: int, a, b, score, lens_a, lens_b) -> dict:
+    """Length-controlled win rate of each pair of ``pc`` (rows oriented so "x" is the lower index)."""
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     flip = a != lo
     s = metrics.verdict(score)
@@ -106,27 +123,19 @@ def _pair_stats(n_players: int, pol_index, pa, pb, score, lens_a, lens_b, rounds
     len_y = np.where(flip, lens_a, lens_b)
     pair_keys = pc.i * n_players + pc.j
     group = np.searchsorted(pair_keys, lo * n_players + hi)  # pc's pairs are sorted by (i, j), i.e. by key
-    lc = metrics.length_controlled_win_rates(group, s_x, len_x, len_y, n_groups=len(pair_keys))
-    pairs = [
-        [int(pc.i[k]), int(pc.j[k]), int(pc.wins_i[k]), int(pc.wins_j[k]), int(pc.ties[k]),
-         clean(float(boot_lo[k])), clean(float(boot_hi[k])),
-         clean(float(lc["rate"][k])), clean(float(lc["lo"][k])), clean(float(lc["hi"][k]))]
-        for k in range(len(pair_keys))
-    ]
-    return {"pairs": pairs, "bt": _bradley_terry(pc, rounds, seed, bt_intervals)}
+    return metrics.length_controlled_win_rates(group, s_x, len_x, len_y, n_groups=len(pair_keys))
 
 
-def _load(filters: Filters) -> dict:
-    """Human rows, AI rows and the comparisons behind them, with each label's comparison position."""
-    humans = selectors.human_rows(filters)
-    ai = selectors.ai_rows(filters)
-    cids = np.union1d(humans["cid"], ai["cid"])
-    comps = selectors.comparison_rows(cids, with_texts=True)
+def _index(rows: Rows) -> dict:
+    """The rows with each label's comparison position and the policies as indices 0..n-1; the
+    comparisons of ``rows`` are exactly those its labels refer to, sorted by id."""
+    humans, ai, comps = rows.humans, rows.ai, rows.comps
     policy_ids = np.union1d(comps["pol_a"], comps["pol_b"]).astype(np.int64)
     pol_index = np.full(int(policy_ids.max()) + 1 if len(policy_ids) else 1, -1, dtype=np.int64)
     pol_index[policy_ids] = np.arange(len(policy_ids))
-    return {"humans": humans, "ai": ai, "comps": comps, "cids": cids, "policy_ids": policy_ids, "pol_index": pol_index,
-            "pos_h": np.searchsorted(comps["cid"], humans["cid"]), "pos_a": np.searchsorted(comps["cid"], ai["cid"])}
+    return {"humans": humans, "ai": ai, "comps": comps, "cids": comps["cid"], "policy_ids": policy_ids,
+            "pol_index": pol_index, "pos_h": np.searchsorted(comps["cid"], humans["cid"]),
+            "pos_a": np.searchsorted(comps["cid"], ai["cid"])}
 
 
 def _judges(d: dict, trivial: dict) -> list[tuple]:
@@ -143,9 +152,10 @@ def _judges(d: dict, trivial: dict) -> list[tuple]:
     return judges
 
 
-def _judge_stats(d: dict, judges: list[tuple], rounds: int, seed: int) -> dict:
-    """Per judge: pair statistics and Bradley-Terry. ai comparison with one policy on both sides
-    carries no win-rate information and is left out here."""
+def _judge_stats(d: dict, judges: list[tuple], rounds: int, seed: int, intervals: bool = True) -> dict:
+    """Per judge: pair statistics and Bradley-Terry (without bootstrap and length-controlled
+    rates unless ``intervals``). A comparison with one policy on both sides carries no win-rate
+    information and is left out here."""
     comps, n_pol = d["comps"], len(d["policy_ids"])
     out = {}
     for n, (key, label, pos, score) in enumerate(judges):
@@ -155,7 +165,8 @@ def _judge_stats(d: dict, judges: list[tuple], rounds: int, seed: int) -> dict:
             out[key] = {"label": label, "pairs": [], "bt": None}
             continue
         stats = _pair_stats(n_pol, d["pol_index"], comps["pol_a"][pos], comps["pol_b"][pos], score,
-                            comps["len_a"][pos], comps["len_b"][pos], rounds, seed + n, bt_intervals=key == HUMANS)
+                            comps["len_a"][pos], comps["len_b"][pos], rounds, seed + n,
+                            bt_intervals=key == HUMANS, intervals=intervals)
         out[key] = {"label": label, **stats}
     return out
 
@@ -211,31 +222,49 @@ def _alignment(d: dict, hv: metrics.HumanVerdicts, trivial: dict) -> tuple[dict,
     return per_config, per_trivial
 
 
-def compute_dashboard(*, filters: Filters, rounds: int = DEFAULT_ROUNDS, seed: int = 0) -> dict:
-    """Everything the pages need that cannot be a SQL aggregate; a JSON-ready dict."""
-    t0 = time.perf_counter()
-    wh, wa = selectors.watermarks()
-    filters = filters.upto(wh, wa)  # everything below is on the labels up to these ids
-    sql = sql_aggregates(filters)
-    d = _load(filters)
+def _figures(d: dict, rounds: int, seed: int, intervals: bool) -> tuple[dict, list[tuple]]:
+    """What every result holds: judges' pair statistics and ratings, alignment (AI configs as
+    counts, trivial judges as shares) and human-human agreement; and the judges themselves."""
     humans, comps = d["humans"], d["comps"]
-    trivial = (metrics.trivial_judges(comps["source"], comps["text_a"], comps["text_b"]) if len(d["cids"])
-               else {"longer": np.zeros(0), "overlap": np.zeros(0)})
+    trivial = {"longer": comps["longer"], "overlap": comps["overlap"]}
     judges = _judges(d, trivial)
     hv = metrics.human_majority(humans["cid"], humans["choice"], humans["confidence"])
-    sql["alignment"], trivial_alignment = _alignment(d, hv, trivial)
+    alignment, trivial_alignment = _alignment(d, hv, trivial)
     return {
-        "version": CACHE_VERSION,
-        "rounds": rounds,
-        "watermark": [wh, wa],
-        "sql": sql,
-        "n_labels": count_labels(sql),
         "n_human": int(len(humans["cid"])),
         "n_ai": int(len(d["ai"]["cid"])),
         "policies": d["policy_ids"].tolist(),
-        "judges": _judge_stats(d, judges, rounds, seed),
+        "judges": _judge_stats(d, judges, rounds, seed, intervals),
+        "alignment": alignment,
         "trivial_alignment": trivial_alignment,
         "human_human": metrics.human_human_agreement(humans["cid"], humans["choice"]).as_dict(),
+    }, judges
+
+
+def compute_dashboard(*, filters: Filters, rounds: int = DEFAULT_ROUNDS, seed: int = 0) -> dict:
+    """Everything the pages need that cannot be a SQL aggregate; a JSON-ready dict."""
+    t0 = time.perf_counter()
+    rows = snapshot.rows_for_worker(filters)
+    filters = filters.upto(*rows.watermark)  # everything below is on the labels up to these ids
+    sql = sql_aggregates(filters)
+    d = _index(rows)
+    figures, judges = _figures(d, rounds, seed, intervals=True)
+    sql["alignment"] = figures.pop("alignment")
+    return {
+        "version": CACHE_VERSION,
+        "rounds": rounds,
+        "watermark": list(rows.watermark),
+        "sql": sql,
+        "n_labels": count_labels(sql),
+        **figures,
         "agreement": _agreement(d, judges),
         "seconds": time.perf_counter() - t0,
     }
+
+
+def quick_result(rows: Rows) -> dict:
+    """What a page shows for a filter set with no stored result yet, computed on demand from
+    ``rows`` (``snapshot.rows_for``): the worker's figures without the bootstrap intervals,
+    length-controlled rates and agreement statistics, which stay the worker's (``partial``)."""
+    figures, _ = _figures(_index(rows), 0, 0, intervals=False)
+    return {"version": CACHE_VERSION, "partial": True, "rounds": 0, "watermark": list(rows.watermark), **figures}

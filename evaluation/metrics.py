@@ -616,3 +616,17 @@ def trivial_judges(sources: Iterable[str], texts_a: Sequence[str], texts_b: Sequ
     """Both trivial judges; `sources` are `formats.overlap_source(title, post)` of each comparison."""
     sources = list(sources)
     return {"longer": longer_judge(texts_a, texts_b), "overlap": overlap_judge(sources, texts_a, texts_b)}
+
+
+def margin_scores(margins) -> np.ndarray:
+    """`formats.margin_score` of each margin: 1.0 above 0, 0.0 below, 0.5 at 0 (and for nan)."""
+    m = np.asarray(margins, dtype=float)
+    return np.where(m > 0, 1.0, np.where(m < 0, 0.0, 0.5))
+
+
+def trivial_judges_from_facts(len_a, len_b, overlap_a, overlap_b) -> dict[str, np.ndarray]:
+    """Both trivial judges from a comparison's stored facts (characters of each summary, distinct
+    words each shares with the post: `formats.comparison_facts`), equal to `trivial_judges` on the
+    texts themselves."""
+    return {"longer": margin_scores(np.asarray(len_a, float) - np.asarray(len_b, float)),
+            "overlap": margin_scores(np.asarray(overlap_a, float) - np.asarray(overlap_b, float))}

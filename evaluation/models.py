@@ -100,3 +100,18 @@ class Experiment(models.Model):
 
     def __str__(self) -> str:
         return f"experiment {self.pk} ({self.preset}, {self.status})"
+
+
+class LabelSnapshot(models.Model):
+    """Every label up to a watermark as numpy columns (`evaluation.snapshot`), written by the
+    worker; pages mask it by their filter set. Only the newest is kept."""
+
+    watermark_human = models.BigIntegerField(help_text="Highest human label id included.")
+    watermark_ai = models.BigIntegerField(help_text="Highest AI label id included.")
+    n_human = models.PositiveIntegerField(default=0)
+    n_ai = models.PositiveIntegerField(default=0)
+    data = models.BinaryField(help_text="numpy .npz of the columns.")
+    built_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Label snapshot {self.pk} ({self.n_human} human, {self.n_ai} AI labels)"

@@ -195,7 +195,7 @@ def _paper_table() -> Table:
 
 
 def alignment_page(f: Filters, auto_refresh: bool = True) -> dict:
-    state = cache_state(f, auto_refresh, needs=("labeler_stats", "alignment", "human_cost"))
+    state = cache_state(f, auto_refresh, needs=("labeler_stats", "alignment", "human_cost"), quick=True)
     stats = {int(k): v for k, v in state.live["labeler_stats"].items()}
     align = {int(k): v for k, v in state.live["alignment"].items()}
     configs = selectors.labeler_configs(set(stats) | set(align))
@@ -313,7 +313,7 @@ def _by_judge_table(counts: dict, res: dict | None, labels: dict) -> Table:
 
 
 def winrate_page(f: Filters, judge: str = HUMANS, auto_refresh: bool = True) -> dict:
-    state = cache_state(f, auto_refresh, needs=PAIR_COUNTS)
+    state = cache_state(f, auto_refresh, needs=PAIR_COUNTS, quick=True)
     counts, configs = _live_judges(state.live)
     choices = judge_choices(configs)
     labels = dict(choices)
@@ -379,7 +379,7 @@ def harmless_table(f: Filters) -> Table | None:
 
 
 def leaderboard_page(f: Filters, auto_refresh: bool = True) -> dict:
-    state = cache_state(f, auto_refresh, needs=PAIR_COUNTS)
+    state = cache_state(f, auto_refresh, needs=PAIR_COUNTS, quick=True)
     counts, configs = _live_judges(state.live)
     res = state.result
     labels = dict(judge_choices(configs))
@@ -407,7 +407,7 @@ def leaderboard_page(f: Filters, auto_refresh: bool = True) -> dict:
         rows.append(row)
     table = Table("leaderboard", "Bradley-Terry leaderboard", cols, rows,
                   note=f"Bradley-Terry maximum likelihood (ties half), Elo scale (400 = 10:1 odds, mean 1000); "
-                       f"percentile intervals from {res['rounds'] if res else DEFAULT_ROUNDS} bootstrap rounds that "
+                       f"percentile intervals from {(res or {}).get('rounds') or DEFAULT_ROUNDS} bootstrap rounds that "
                        "resample the pair-outcome counts. Ratings by each AI judge and by the two trivial judges "
                        "shown beside. Policies in different groups were never compared (directly or through "
                        "others): their ratings are not comparable across groups.")

@@ -26,6 +26,16 @@ def _empty_django_cache():
     cache.clear()
 
 
+@pytest.fixture
+def no_queue(monkeypatch):
+    """Record enqueued dashboard refreshes instead of sending them to a broker."""
+    from evaluation import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.refresh_dashboard_task, "delay", lambda payload: sent.append(payload))
+    return sent
+
+
 def make_comparison(post: Post, pol_x: Policy, text_x: str, pol_y: Policy, text_y: str) -> tuple[Comparison, bool]:
     """A canonical comparison of two new summaries; returns it and whether x is summary A."""
     sx = Summary.objects.get_or_create(post=post, policy=pol_x, text=text_x, defaults={})[0]

@@ -19,13 +19,6 @@ from .conftest import load_tldr
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def no_queue(monkeypatch):
-    sent = []
-    monkeypatch.setattr(tasks.refresh_dashboard_task, "delay", lambda payload: sent.append(payload))
-    return sent
-
-
 def test_gets_with_many_filter_sets_queue_a_bounded_number_and_write_nothing(
         client, annotator, small_world, no_queue, settings, django_capture_on_commit_callbacks):
     settings.EVALUATION_REFRESH_RATE = (5, 3600)

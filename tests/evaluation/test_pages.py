@@ -25,14 +25,6 @@ def computed(small_world):
     return small_world
 
 
-@pytest.fixture
-def no_queue(monkeypatch):
-    """Record enqueued refreshes instead of sending them to a broker."""
-    sent = []
-    monkeypatch.setattr(tasks.refresh_dashboard_task, "delay", lambda payload: sent.append(payload))
-    return sent
-
-
 @pytest.mark.parametrize("name", PAGES + ["index"])
 def test_anonymous_is_redirected_to_login(client, name):
     r = client.get(reverse(f"evaluation:{name}"))

@@ -1,0 +1,107 @@
+"""The label snapshot and the on-demand result of a filter set nobody computed yet: the snapshot
+masked by a filter set selects the labels the SQL filters select, labels written after it are
+added, and the on-demand result equals the worker's figures without its intervals."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.urls import reverse
+
+from evaluation import compute, selectors, snapshot
+from evaluation.models import LabelSnapshot
+from labeling.models import AILabel, HumanLabel
+
+FILTER_SETS = [
+    selectors.Filters(),
+    selectors.Filters(dataset="small"),
+    selectors.Filters(dataset="nope"),
+    selectors.Filters(campaign="c1"),
+    selectors.Filters(date_from=dt.date(2001, 1, 1)),
+    selectors.Filters(date_to=dt.date(2001, 1, 1)),
+]
+
+
+DAYS = [dt.datetime(2000, 12, 30, 23, 59, 59, tzinfo=dt.UTC), dt.datetime(2000, 12, 31, 12, tzinfo=dt.UTC),
+        dt.datetime(2001, 1, 1, tzinfo=dt.UTC)]  # the last one on a filter's day boundary
+
+
+def _spread_dates(world) -> None:
+    """Labels on three days, so that date filters select a part."""
+    for n, pk in enumerate(HumanLabel.objects.order_by("pk").values_list("pk", flat=True)):
+        HumanLabel.objects.filter(pk=pk).update(created_at=DAYS[n % 3])
+    AILabel.objects.filter(config=world["biased"]).update(created_at=DAYS[1])
+
+
+def _worker_figures(result: dict) -> dict:
+    """The parts of a worker result that the on-demand one also has, intervals dropped."""
+    judges = {k: {"label": v["label"], "pairs": [p[:5] for p in v["pairs"]],
+                  "theta": v["bt"] and pytest.approx(v["bt"]["theta"], abs=1e-6)} for k, v in result["judges"].items()}
+    return {"judges": judges, "alignment": result["sql"]["alignment"], "trivial_alignment": result["trivial_alignment"],
+            "human_human": result["human_human"], "policies": result["policies"], "n_human": result["n_human"],
+            "n_ai": result["n_ai"]}
+
+
+def _quick_figures(result: dict) -> dict:
+    judges = {k: {"label": v["label"], "pairs": [p[:5] for p in v["pairs"]], "theta": v["bt"] and v["bt"]["theta"]}
+              for k, v in result["judges"].items()}
+    assert all(p[5:] == [None] * 5 for v in result["judges"].values() for p in v["pairs"])  # no intervals
+    return {"judges": judges, "alignment": result["alignment"], "trivial_alignment": result["trivial_alignment"],
+            "human_human": result["human_human"], "policies": result["policies"], "n_human": result["n_human"],
+            "n_ai": result["n_ai"]}
+
+
+@pytest.mark.parametrize("f", FILTER_SETS, ids=lambda f: f.key() or "all")
+def test_masked_snapshot_selects_what_the_sql_filters_select(small_world, f):
+    _spread_dates(small_world)
+    rows = snapshot.mask(snapshot.snapshot_build(), f)
+    humans = sorted(selectors.human_labels(f).values_list("comparison_id", "choice"))
+    assert sorted(zip(rows.humans["cid"].tolist(), rows.humans["choice"].astype(int).tolist())) == humans
+    ai = sorted(selectors.ai_labels(f).filter(p_a__isnull=False).values_list("comparison_id", "config_id"))
+    assert sorted(zip(rows.ai["cid"].tolist(), rows.ai["config"].tolist())) == ai
+    assert rows.comps["cid"].tolist() == sorted({c for c, _ in humans} | {c for c, _ in ai})
+
+
+@pytest.mark.parametrize("f", FILTER_SETS, ids=lambda f: f.key() or "all")
+def test_on_demand_result_equals_the_workers_without_intervals(small_world, f):
+    _spread_dates(small_world)
+    worker = compute.compute_dashboard(filters=f, rounds=20)
+    quick = compute.quick_result(snapshot.rows_for(f))
+    assert quick["partial"] and _quick_figures(quick) == _worker_figures(worker)
+
+
+def test_labels_written_after_the_snapshot_are_added(small_world):
+    compute.compute_dashboard(filters=selectors.Filters(), rounds=20)  # stores the snapshot
+    stored = LabelSnapshot.objects.get()
+    assert (stored.watermark_human, stored.n_human) == (HumanLabel.objects.latest("pk").pk, HumanLabel.objects.count())
+    comp, rl_is_a = small_world["comps"][2]
+    HumanLabel.objects.create(comparison=comp, worker_id="w3", choice=0 if rl_is_a else 1, confidence=5)
+    f = selectors.Filters(dataset="small")
+    rows = snapshot.rows_for(f)
+    assert len(rows.humans["cid"]) == HumanLabel.objects.count()
+    snapshot._LOADED[:] = [None, None]  # as another process: loads the stored one, then adds the new label
+    fresh = compute.compute_dashboard(filters=f, rounds=20)
+    assert _quick_figures(compute.quick_result(snapshot.rows_for(f))) == _worker_figures(fresh)
+
+
+def test_first_visit_shows_alignment_and_trivial_judges_before_the_worker(client, annotator, small_world, no_queue):
+    client.force_login(annotator)
+    r = client.get(reverse("evaluation:alignment"), {"date_from": "2001-01-01"})
+    state = r.context["state"]
+    assert state.partial and state.pending and "computing the bootstrap intervals" in r.content.decode()
+    rows = {row["judge"]: row for row in r.context["tables"][0].rows}
+    trivial = next(v for k, v in rows.items() if k.startswith("Trivial: prefer the longer"))
+    assert trivial["alignment"] is not None and trivial["verdict"] == ""
+    r = client.get(reverse("evaluation:leaderboard"), {"date_from": "2001-01-01"})
+    ranked = [row for row in r.context["tables"][0].rows if row["rating"] is not None]
+    assert [row["policy"] for row in ranked] == ["rl", "sft-<b>"] and ranked[0]["rating_ci"] == [None, None]
+
+
+def test_large_database_without_a_snapshot_waits_for_the_worker(client, annotator, small_world, no_queue, settings):
+    settings.EVALUATION_QUICK_WITHOUT_SNAPSHOT = 0  # as if it held millions of labels
+    client.force_login(annotator)
+    r = client.get(reverse("evaluation:alignment"))
+    assert not r.context["state"].partial and r.context["state"].result is None
+    compute.compute_dashboard(filters=selectors.Filters(dataset="small"), rounds=20)  # the worker stores a snapshot
+    r = client.get(reverse("evaluation:alignment"), {"campaign": "c1"})
+    assert r.context["state"].partial
