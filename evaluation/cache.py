@@ -189,14 +189,15 @@ class CacheState:
     partial: bool = False  # ``result`` was computed on demand: no bootstrap intervals yet
 
 
-def _quick(f: Filters) -> dict | None:
+def _quick(f: Filters, parts: tuple[str, ...]) -> dict | None:
     """``compute.quick_result`` of ``f`` from the label snapshot (``snapshot.rows_for``), kept in
     Django's cache (not the database: a GET writes nothing) until a label is written; None without
     a usable snapshot, or for a small database with none, straight from its rows."""
     from . import compute, selectors, snapshot
 
     wh, wa = selectors.watermarks()
-    key = f"evaluation:quick:{hashlib.sha256(cache_key(f).encode()).hexdigest()[:32]}:{wh}:{wa}"
+    digest = hashlib.sha256(f"{cache_key(f)}|{','.join(parts)}".encode()).hexdigest()[:32]
+    key = f"evaluation:quick:{digest}:{wh}:{wa}"
     hit = django_cache.get(key)
     if hit is not None:
         return hit
@@ -205,19 +206,20 @@ def _quick(f: Filters) -> dict | None:
         rows = snapshot.mask(snapshot.delta_rows((0, 0)), f)
     if rows is None:
         return None
-    result = compute.quick_result(rows)
+    result = compute.quick_result(rows, parts)
     django_cache.set(key, result, timeout=PENDING_TIMEOUT_S)
     return result
 
 
-def cache_state(f: Filters, auto_refresh: bool = True, needs=tuple(AGGREGATES), quick: bool = False) -> CacheState:
+def cache_state(f: Filters, auto_refresh: bool = True, needs=tuple(AGGREGATES), quick: tuple[str, ...] = ()) -> CacheState:
     """The stored result for ``f`` and the live aggregates of the page.
 
     With a stored result, the live aggregates are its SQL aggregates (labels up to the worker's
     id watermark) plus the same GROUP BY over the labels written since, an index range scan;
     without one (a first visit to a filter set) only the aggregates the page ``needs`` run, over
-    all labels, and with ``quick`` the page gets a result computed on demand (``_quick``: all but
-    the bootstrap intervals, length-controlled rates and agreement statistics), alignment included.
+    all labels, and with ``quick`` (the parts of ``compute.quick_result`` the page shows) it gets
+    a result computed on demand, without the bootstrap intervals, length-controlled rates and
+    agreement statistics; it gives the pair counts and alignment the page needs, not SQL.
     Alignment is not additive (a new label can flip a majority): it comes from the stored result,
     marked stale until the worker has caught up. A missing or stale result asks for a refresh.
     """
@@ -225,11 +227,11 @@ def cache_state(f: Filters, auto_refresh: bool = True, needs=tuple(AGGREGATES), 
     result = _usable(obj)
     partial = False
     if result is None:
-        result = _quick(f) if quick else None
+        result = _quick(f, quick) if quick else None
         partial = result is not None
-        live, n_new = sql_aggregates(f, [n for n in needs if not (partial and n == "alignment")]), 0
-        if partial and "alignment" in needs:
-            live["alignment"] = result["alignment"]
+        given = result["aggregates"] if partial else {}
+        live, n_new = sql_aggregates(f, [n for n in needs if n not in given]), 0
+        live.update({n: given[n] for n in needs if n in given})
     else:
         delta = sql_aggregates(f.since(*result["watermark"]))
         live, n_new = merge_aggregates(result["sql"], delta), count_labels(delta)

@@ -133,9 +133,9 @@ def _index(rows: Rows) -> dict:
     policy_ids = np.union1d(comps["pol_a"], comps["pol_b"]).astype(np.int64)
     pol_index = np.full(int(policy_ids.max()) + 1 if len(policy_ids) else 1, -1, dtype=np.int64)
     pol_index[policy_ids] = np.arange(len(policy_ids))
+    pos_h, pos_a = rows.positions()
     return {"humans": humans, "ai": ai, "comps": comps, "cids": comps["cid"], "policy_ids": policy_ids,
-            "pol_index": pol_index, "pos_h": np.searchsorted(comps["cid"], humans["cid"]),
-            "pos_a": np.searchsorted(comps["cid"], ai["cid"])}
+            "pol_index": pol_index, "pos_h": pos_h, "pos_a": pos_a}
 
 
 def _judges(d: dict, trivial: dict) -> list[tuple]:
@@ -222,23 +222,23 @@ def _alignment(d: dict, hv: metrics.HumanVerdicts, trivial: dict) -> tuple[dict,
     return per_config, per_trivial
 
 
-def _figures(d: dict, rounds: int, seed: int, intervals: bool) -> tuple[dict, list[tuple]]:
-    """What every result holds: judges' pair statistics and ratings, alignment (AI configs as
-    counts, trivial judges as shares) and human-human agreement; and the judges themselves."""
+FIGURES = ("judges", "alignment")  # what ``_figures`` computes; "trivial": only the trivial judges
+
+
+def _figures(d: dict, rounds: int, seed: int, intervals: bool, parts=FIGURES) -> tuple[dict, list[tuple]]:
+    """What every result holds: judges' pair statistics and ratings ("judges"; "trivial" for the
+    trivial judges' only), alignment with the human majority (AI configs as counts, trivial judges
+    as shares) and human-human agreement ("alignment"); and the judges themselves."""
     humans, comps = d["humans"], d["comps"]
     trivial = {"longer": comps["longer"], "overlap": comps["overlap"]}
-    judges = _judges(d, trivial)
-    hv = metrics.human_majority(humans["cid"], humans["choice"], humans["confidence"])
-    alignment, trivial_alignment = _alignment(d, hv, trivial)
-    return {
-        "n_human": int(len(humans["cid"])),
-        "n_ai": int(len(d["ai"]["cid"])),
-        "policies": d["policy_ids"].tolist(),
-        "judges": _judge_stats(d, judges, rounds, seed, intervals),
-        "alignment": alignment,
-        "trivial_alignment": trivial_alignment,
-        "human_human": metrics.human_human_agreement(humans["cid"], humans["choice"]).as_dict(),
-    }, judges
+    judges = _judges(d, trivial) if "judges" in parts else _judges(d, trivial)[-len(TRIVIAL_KEYS):]
+    out = {"n_human": int(len(humans["cid"])), "n_ai": int(len(d["ai"]["cid"])), "policies": d["policy_ids"].tolist(),
+           "judges": _judge_stats(d, judges, rounds, seed, intervals) if {"judges", "trivial"} & set(parts) else {}}
+    if "alignment" in parts:
+        hv = metrics.human_majority(humans["cid"], humans["choice"], humans["confidence"])
+        out["alignment"], out["trivial_alignment"] = _alignment(d, hv, trivial)
+        out["human_human"] = metrics.human_human_agreement(humans["cid"], humans["choice"]).as_dict()
+    return out, judges
 
 
 def compute_dashboard(*, filters: Filters, rounds: int = DEFAULT_ROUNDS, seed: int = 0) -> dict:
@@ -262,9 +262,46 @@ def compute_dashboard(*, filters: Filters, rounds: int = DEFAULT_ROUNDS, seed: i
     }
 
 
-def quick_result(rows: Rows) -> dict:
+def _grouped(columns: list[tuple[np.ndarray, np.ndarray]]) -> list[list[int]]:
+    """Like a GROUP BY with COUNT(*): rows of (value of each column..., count). A column is given as
+    (each row's code 0..k-1, the value of each code), so the combination is one integer key."""
+    key = np.zeros(len(columns[0][0]), dtype=np.int64)
+    for codes, values in columns:
+        key = key * len(values) + codes
+    uniq, counts = np.unique(key, return_counts=True)
+    out = []
+    for codes_values in reversed(columns):
+        n = len(codes_values[1])
+        out.append(codes_values[1][uniq % n])
+        uniq = uniq // n
+    return [[*map(int, row), int(c)] for row, c in zip(zip(*reversed(out)), counts.tolist())]
+
+
+def pair_aggregates(d: dict) -> dict:
+    """``human_pairs`` and ``ai_pairs`` as their SQL aggregates (``AGGREGATES``) give them, from the
+    rows: a first visit takes them from here instead of two GROUP BYs over every label (tested equal)."""
+    comps, humans, ai, pols = d["comps"], d["humans"], d["ai"], d["policy_ids"]
+    pa, pb = d["pol_index"][comps["pol_a"]], d["pol_index"][comps["pol_b"]]
+    p = ai["p_a"]
+    configs, config_code = np.unique(ai["config"], return_inverse=True)
+    return {
+        "human_pairs": _grouped([(pa[d["pos_h"]], pols), (pb[d["pos_h"]], pols),
+                                 (humans["choice"].astype(np.int64), np.arange(2))]),
+        "ai_pairs": _grouped([(config_code, configs), (pa[d["pos_a"]], pols), (pb[d["pos_a"]], pols),
+                              (np.where(p > 0.5, 0, np.where(p < 0.5, 1, 2)), np.arange(3))]),
+    }
+
+
+def quick_result(rows: Rows, parts=("pairs", *FIGURES)) -> dict:
     """What a page shows for a filter set with no stored result yet, computed on demand from
-    ``rows`` (``snapshot.rows_for``): the worker's figures without the bootstrap intervals,
-    length-controlled rates and agreement statistics, which stay the worker's (``partial``)."""
-    figures, _ = _figures(_index(rows), 0, 0, intervals=False)
-    return {"version": CACHE_VERSION, "partial": True, "rounds": 0, "watermark": list(rows.watermark), **figures}
+    ``rows`` (``snapshot.rows_for``): the worker's figures (only the ``parts`` the page shows, see
+    ``_figures``) without the bootstrap intervals, length-controlled rates and agreement
+    statistics, which stay the worker's (``partial``). ``aggregates`` holds the SQL aggregates the
+    rows also give: pair counts ("pairs") and alignment."""
+    d = _index(rows)
+    figures, _ = _figures(d, 0, 0, intervals=False, parts=parts)
+    aggregates = pair_aggregates(d) if "pairs" in parts else {}
+    if "alignment" in figures:
+        aggregates["alignment"] = figures.pop("alignment")
+    return {"version": CACHE_VERSION, "partial": True, "rounds": 0, "watermark": list(rows.watermark),
+            "aggregates": aggregates, **figures}

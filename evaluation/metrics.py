@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from labeling import formats
 
@@ -305,9 +307,6 @@ def _bt_newton(pc_i, pc_j, wins_i, games, n_players: int, theta0=None, tol: floa
 
 def connected_groups(counts: "PairCounts") -> np.ndarray:
     """Group number of each player in the comparison graph; ratings compare only within a group."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     P = counts.n_players
     g = coo_matrix((np.ones(len(counts.i)), (counts.i, counts.j)), shape=(P, P))
     return connected_components(g, directed=False)[1]

@@ -84,7 +84,7 @@ def _flip(v):
 
 def _cached_pairs(result: dict | None, judge: str) -> dict:
     """{(x, y) policy ids: cached stats of x over y} for one judge, both orientations."""
-    if not result or judge not in result["judges"]:
+    if not result or judge not in result.get("judges", {}):
         return {}
     pol = result["policies"]
     out = {}
@@ -195,7 +195,7 @@ def _paper_table() -> Table:
 
 
 def alignment_page(f: Filters, auto_refresh: bool = True) -> dict:
-    state = cache_state(f, auto_refresh, needs=("labeler_stats", "alignment", "human_cost"), quick=True)
+    state = cache_state(f, auto_refresh, needs=("labeler_stats", "alignment", "human_cost"), quick=("alignment",))
     stats = {int(k): v for k, v in state.live["labeler_stats"].items()}
     align = {int(k): v for k, v in state.live["alignment"].items()}
     configs = selectors.labeler_configs(set(stats) | set(align))
@@ -313,7 +313,7 @@ def _by_judge_table(counts: dict, res: dict | None, labels: dict) -> Table:
 
 
 def winrate_page(f: Filters, judge: str = HUMANS, auto_refresh: bool = True) -> dict:
-    state = cache_state(f, auto_refresh, needs=PAIR_COUNTS, quick=True)
+    state = cache_state(f, auto_refresh, needs=PAIR_COUNTS, quick=("pairs", "trivial"))
     counts, configs = _live_judges(state.live)
     choices = judge_choices(configs)
     labels = dict(choices)
@@ -379,7 +379,7 @@ def harmless_table(f: Filters) -> Table | None:
 
 
 def leaderboard_page(f: Filters, auto_refresh: bool = True) -> dict:
-    state = cache_state(f, auto_refresh, needs=PAIR_COUNTS, quick=True)
+    state = cache_state(f, auto_refresh, needs=PAIR_COUNTS, quick=("pairs", "judges"))
     counts, configs = _live_judges(state.live)
     res = state.result
     labels = dict(judge_choices(configs))

@@ -370,12 +370,12 @@ def _ai_side(name: str, p_a: float | None, x_is_a: bool, selected: bool) -> dict
 # --- row loaders for the worker ---------------------------------------------------------------
 
 
-def sql_columns(sql: str, params, names: list[str], text: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+def sql_columns(sql: str, params, names: list[str], text: tuple[str, ...] = (), small: bool = False) -> dict[str, np.ndarray]:
     """The rows of a query as one numpy array per column (numbers as pandas infers them, NULL as
     nan; the caller sets dtypes; columns named in ``text`` stay strings). On PostgreSQL the rows
     come as CSV through COPY and pandas' C parser: a million rows in about a second, where
-    fetching Python tuples takes four."""
-    if connection.vendor == "postgresql":
+    fetching Python tuples takes four. ``small`` results skip that (and pandas' import)."""
+    if connection.vendor == "postgresql" and not small:
         import io
 
         import pandas as pd

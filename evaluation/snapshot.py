@@ -21,6 +21,7 @@ GROUP BY over a rollup could add up.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,7 @@ from labeling.models import AILabel, Campaign, CampaignItem, Comparison, Dataset
 
 from . import metrics
 from .models import LabelSnapshot
-from .selectors import Filters, float_column, sql_columns
+from .selectors import Filters, sql_columns
 
 HUMAN = ("cid", "who", "choice", "confidence", "time", "campaign")
 AI = ("cid", "config", "p_a", "time")
@@ -47,48 +48,117 @@ class Rows:
     ai: dict[str, np.ndarray]
     comps: dict[str, np.ndarray]
     watermark: tuple[int, int] = (0, 0)
+    pos_h: np.ndarray | None = None  # each human label's row in ``comps`` (computed when None)
+    pos_a: np.ndarray | None = None
+
+    def positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each label's row in ``comps`` (kept once computed)."""
+        if self.pos_h is None or self.pos_a is None:
+            self.pos_h = np.searchsorted(self.comps["cid"], self.humans["cid"])
+            self.pos_a = np.searchsorted(self.comps["cid"], self.ai["cid"])
+        return self.pos_h, self.pos_a
 
     @property
     def n_labels(self) -> int:
         return int(len(self.humans["cid"]) + len(self.ai["cid"]))
 
 
-def _epoch(column: str) -> str:
-    """SQL for a timestamp column as epoch seconds (SQLite stores UTC text)."""
-    if connection.vendor == "postgresql":
-        return f"EXTRACT(EPOCH FROM {column})::float8"
-    return f"(julianday({column}) - 2440587.5) * 86400.0"
+# Each loader's columns: (name, SQL expression never NULL, binary type). One definition, two
+# transports: a bulk read on PostgreSQL aggregates each column into one bytea of big-endian
+# values (`string_agg(int8send(...))`: a million rows in a fraction of a second, where COPY
+# hands Python a message per row), anything else fetches rows.
+_SEND = {"i8": ("int8", ">i8"), "i4": ("int4", ">i4"), "i2": ("int2", ">i2"), "f8": ("float8", ">f8")}
+_HUMAN_COLUMNS = [("cid", "h.comparison_id", "i8"), ("choice", "h.choice", "i2"),
+                  ("confidence", "COALESCE(h.confidence, 0)", "i2"), ("time", "EXTRACT(EPOCH FROM h.created_at)", "f8"),
+                  ("campaign", "COALESCE(h.campaign_id, 0)", "i8")]
+_AI_COLUMNS = [("cid", "a.comparison_id", "i8"), ("config", "a.config_id", "i8"), ("p_a", "a.p_a", "f8"),
+               ("time", "EXTRACT(EPOCH FROM a.created_at)", "f8")]
+_COMP_COLUMNS = [("cid", "c.id", "i8"), ("dataset", "p.dataset_id", "i8"), ("pol_a", "COALESCE(c.policy_a_id, 0)", "i8"),
+                 ("pol_b", "COALESCE(c.policy_b_id, 0)", "i8"), ("len_a", "COALESCE(c.len_a, 0)", "i8"),
+                 ("len_b", "COALESCE(c.len_b, 0)", "i8"), ("overlap_a", "COALESCE(c.overlap_a, 0)", "i8"),
+                 ("overlap_b", "COALESCE(c.overlap_b, 0)", "i8")]
 
 
-def _humans(where: str, params: list) -> dict[str, np.ndarray]:
+def _bulk_columns(columns: list[tuple[str, str, str]], rest: str, params: list) -> dict[str, np.ndarray]:
+    """PostgreSQL: ``SELECT <each column as one bytea> <rest>`` through a binary cursor."""
+    import psycopg
+
+    select = ", ".join(f"string_agg({_SEND[kind][0]}send(({expr})::{_SEND[kind][0]}), ''::bytea)"
+                       for _, expr, kind in columns)
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cur:  # Django's client-side cursors have no binary results
+        cur.execute(f"SELECT {select} {rest}", params, binary=True)
+        row = cur.fetchone()
+    return {name: np.frombuffer(bytes(row[k] or b""), dtype=_SEND[kind][1]).astype(
+        np.int64 if kind != "f8" else float) for k, (name, _, kind) in enumerate(columns)}
+
+
+def _row_columns(columns: list[tuple[str, str, str]], rest: str, params: list, extra: str = "") -> dict[str, np.ndarray]:
+    """Any database: the same columns fetched as rows (plus ``extra``, one more text column)."""
+    exprs = [expr if connection.vendor == "postgresql" else
+             re.sub(r"EXTRACT\(EPOCH FROM ([\w.]+)\)", r"((julianday(\1) - 2440587.5) * 86400.0)", expr)
+             for _, expr, _ in columns]  # SQLite stores UTC text
+    names = [name for name, _, _ in columns] + (["extra"] if extra else [])
+    cols = sql_columns(f"SELECT {', '.join(exprs + ([extra] if extra else []))} {rest}", params, names,
+                       text=("extra",), small=True)
+    out = {name: cols[name].astype(float if kind == "f8" else np.int64) for name, _, kind in columns}
+    if extra:
+        out["extra"] = cols["extra"]
+    return out
+
+
+def _raters_bulk(where: str, params: list) -> dict[str, np.ndarray]:
+    """PostgreSQL bulk read of the human columns, the rater as a code (-user id, or the worker id's
+    place among the distinct worker ids) turned into names here: no text per row."""
+    h = HumanLabel._meta.db_table
+    User = get_user_model()
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT DISTINCT worker_id FROM {h} h WHERE h.annotator_id IS NULL AND {where}", params)
+        workers = [r[0] for r in cur.fetchall()]
+    cols = _bulk_columns(
+        _HUMAN_COLUMNS + [("who", "COALESCE(-h.annotator_id, w.code)", "i4")],
+        f"FROM {h} h LEFT JOIN unnest(%s::text[]) WITH ORDINALITY AS w(worker_id, code) "
+        f"ON h.annotator_id IS NULL AND w.worker_id = h.worker_id WHERE {where}", [workers] + params)
+    codes, inverse = np.unique(cols.pop("who"), return_inverse=True)
+    users = dict(User.objects.filter(pk__in=[-c for c in codes.tolist() if c < 0]).values_list("pk", User.USERNAME_FIELD))
+    names = np.array([users.get(-c, "") if c < 0 else workers[c - 1] for c in codes.tolist()], dtype=object)
+    cols["who"] = names[inverse] if len(codes) else np.zeros(0, dtype=object)
+    return cols
+
+
+def _humans(where: str, params: list, bulk: bool = False) -> dict[str, np.ndarray]:
+    """Human labels (``HUMAN``); the rater is the user name, else the external worker id."""
     h, u = HumanLabel._meta.db_table, get_user_model()._meta.db_table
-    uname = get_user_model().USERNAME_FIELD
-    cols = sql_columns(
-        f"SELECT h.comparison_id, COALESCE(u.{uname}, h.worker_id), h.choice, h.confidence, {_epoch('h.created_at')}, "
-        f"COALESCE(h.campaign_id, 0) FROM {h} h LEFT JOIN {u} u ON u.id = h.annotator_id WHERE {where}",
-        params, list(HUMAN), text=("who",))
-    return {"cid": cols["cid"].astype(np.int64), "who": np.array([str(w) for w in cols["who"]], dtype=object),
-            "choice": cols["choice"].astype(float), "confidence": float_column(cols["confidence"]),
-            "time": float_column(cols["time"]), "campaign": cols["campaign"].astype(np.int64)}
+    if bulk and connection.vendor == "postgresql":
+        cols = _raters_bulk(where, params)
+    else:
+        cols = _row_columns(_HUMAN_COLUMNS, f"FROM {h} h LEFT JOIN {u} u ON u.id = h.annotator_id WHERE {where}",
+                            params, extra=f"COALESCE(u.{get_user_model().USERNAME_FIELD}, h.worker_id)")
+        cols["who"] = np.array([str(w) for w in cols.pop("extra")], dtype=object)
+    conf = cols["confidence"].astype(float)
+    return {"cid": cols["cid"], "who": cols["who"], "choice": cols["choice"].astype(float),
+            "confidence": np.where(conf == 0, np.nan, conf), "time": cols["time"], "campaign": cols["campaign"]}
 
 
-def _ai(where: str, params: list) -> dict[str, np.ndarray]:
-    a = AILabel._meta.db_table
-    cols = sql_columns(f"SELECT a.comparison_id, a.config_id, a.p_a, {_epoch('a.created_at')} FROM {a} a "
-                       f"WHERE a.p_a IS NOT NULL AND {where}", params, list(AI))
-    return {"cid": cols["cid"].astype(np.int64), "config": cols["config"].astype(np.int64),
-            "p_a": float_column(cols["p_a"]), "time": float_column(cols["time"])}
+def _columns(columns: list[tuple[str, str, str]], rest: str, params: list, bulk: bool) -> dict[str, np.ndarray]:
+    if bulk and connection.vendor == "postgresql":
+        return _bulk_columns(columns, rest, params)
+    return _row_columns(columns, rest, params)
 
 
-def _comps(where: str, params: list) -> dict[str, np.ndarray]:
-    c, p = Comparison._meta.db_table, Post._meta.db_table
-    cols = sql_columns(
-        f"SELECT c.id, p.dataset_id, c.policy_a_id, c.policy_b_id, c.len_a, c.len_b, c.overlap_a, c.overlap_b "
-        f"FROM {c} c JOIN {p} p ON p.id = c.post_id WHERE {where} ORDER BY c.id",
-        params, ["cid", "dataset", "pol_a", "pol_b", "len_a", "len_b", "overlap_a", "overlap_b"])
-    facts = {k: float_column(cols[k]) for k in ("len_a", "len_b", "overlap_a", "overlap_b")}
-    return {"cid": cols["cid"].astype(np.int64), "dataset": cols["dataset"].astype(np.int64),
-            "pol_a": float_column(cols["pol_a"]).astype(np.int64), "pol_b": float_column(cols["pol_b"]).astype(np.int64),
+def _ai(where: str, params: list, bulk: bool = False) -> dict[str, np.ndarray]:
+    """Usable AI labels (P(A) not NULL): ``AI``."""
+    return _columns(_AI_COLUMNS, f"FROM {AILabel._meta.db_table} a WHERE a.p_a IS NOT NULL AND {where}", params, bulk)
+
+
+def _comps(where: str, params: list, bulk: bool = False) -> dict[str, np.ndarray]:
+    """Comparisons (``COMPS``), sorted by id: their stored facts and the trivial judges' scores."""
+    cols = _columns(_COMP_COLUMNS, f"FROM {Comparison._meta.db_table} c JOIN {Post._meta.db_table} p "
+                                   f"ON p.id = c.post_id WHERE {where}", params, bulk)
+    order = np.argsort(cols["cid"], kind="stable")
+    cols = {k: v[order] for k, v in cols.items()}
+    facts = {k: cols[k].astype(float) for k in ("len_a", "len_b", "overlap_a", "overlap_b")}
+    return {"cid": cols["cid"], "dataset": cols["dataset"], "pol_a": cols["pol_a"], "pol_b": cols["pol_b"],
             "len_a": facts["len_a"], "len_b": facts["len_b"],
             **metrics.trivial_judges_from_facts(facts["len_a"], facts["len_b"], facts["overlap_a"], facts["overlap_b"])}
 
@@ -111,10 +181,26 @@ def snapshot_build() -> Rows:
             with connection.cursor() as cur:
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         wh, wa = _watermarks()
-        humans = _humans("h.id <= %s", [wh])
-        ai = _ai("a.id <= %s", [wa])
-        comps = _comps("1=1", [])
+        humans = _humans("h.id <= %s", [wh], bulk=True)
+        ai = _ai("a.id <= %s", [wa], bulk=True)
+        comps = _comps("1=1", [], bulk=True)
     return Rows(humans, ai, comps, (wh, wa))
+
+
+# Stored dtypes where the computing ones (int64, float64) are wider than the values need; every
+# value converts back exactly (choices 0/1, confidences 1-9, lengths, judge scores 0/0.5/1).
+_COMPACT = {"h_choice": np.int8, "h_confidence": np.float32, "h_campaign": np.int32, "a_config": np.int32,
+            "c_dataset": np.int32, "c_pol_a": np.int32, "c_pol_b": np.int32, "c_len_a": np.float32,
+            "c_len_b": np.float32, "c_longer": np.float32, "c_overlap": np.float32}
+
+
+def _compact(name: str, values: np.ndarray) -> np.ndarray:
+    dtype = _COMPACT.get(name)
+    if dtype is None or not len(values):
+        return values
+    if np.issubdtype(dtype, np.integer) and (values.min() < np.iinfo(dtype).min or values.max() > np.iinfo(dtype).max):
+        return values
+    return values.astype(dtype)
 
 
 def snapshot_store(rows: Rows) -> LabelSnapshot:
@@ -126,14 +212,49 @@ def snapshot_store(rows: Rows) -> LabelSnapshot:
     arrays.update({f"a_{k}": v for k, v in rows.ai.items()})
     arrays.update({f"c_{k}": v for k, v in rows.comps.items()})
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **{k: _compact(k, v) for k, v in arrays.items()})
     with transaction.atomic():
-        snap = LabelSnapshot.objects.create(watermark_human=rows.watermark[0], watermark_ai=rows.watermark[1],
-                                            n_human=len(rows.humans["cid"]), n_ai=len(rows.ai["cid"]),
-                                            data=buf.getvalue())
+        snap = _snapshot_insert(rows, buf.getvalue())
         LabelSnapshot.objects.exclude(pk=snap.pk).delete()
     _LOADED[:] = [(snap.pk, snap.built_at), rows]
     return snap
+
+
+def _snapshot_insert(rows: Rows, data: bytes) -> LabelSnapshot:
+    fields = {"watermark_human": rows.watermark[0], "watermark_ai": rows.watermark[1],
+              "n_human": len(rows.humans["cid"]), "n_ai": len(rows.ai["cid"])}
+    if connection.vendor != "postgresql":
+        return LabelSnapshot.objects.create(**fields, data=data)
+    import psycopg
+
+    # a binary parameter: Django's client-side binding would quote 50 MB of bytea as text
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cur:
+        cur.execute(f"INSERT INTO {LabelSnapshot._meta.db_table} ({', '.join(fields)}, data, built_at) "
+                    f"VALUES ({', '.join(['%s'] * len(fields))}, %b, now()) RETURNING id, built_at",
+                    [*fields.values(), data])
+        pk, built_at = cur.fetchone()
+    return LabelSnapshot(pk=pk, built_at=built_at, **fields)
+
+
+def _snapshot_bytes(pk: int) -> bytes | None:
+    """The stored columns; on PostgreSQL fetched in binary (as text, bytea doubles in size)."""
+    if connection.vendor != "postgresql":
+        data = LabelSnapshot.objects.filter(pk=pk).values_list("data", flat=True).first()
+        return None if data is None else bytes(data)
+    import psycopg
+
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cur:  # Django's client-side cursors have no binary results
+        cur.execute(f"SELECT data FROM {LabelSnapshot._meta.db_table} WHERE id = %s", [pk], binary=True)
+        row = cur.fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def _widen(name: str, values: np.ndarray) -> np.ndarray:
+    if name not in _COMPACT:
+        return values
+    return values.astype(np.int64 if np.issubdtype(values.dtype, np.integer) and name != "h_choice" else float)
 
 
 # The newest snapshot this process has loaded: ((pk, built_at), Rows).
@@ -146,16 +267,19 @@ def snapshot_latest() -> Rows | None:
     if key is None:
         return None
     if _LOADED[0] != key:
-        row = LabelSnapshot.objects.filter(pk=key[0]).values_list("watermark_human", "watermark_ai", "data").first()
-        if row is None:
+        row = LabelSnapshot.objects.filter(pk=key[0]).values_list("watermark_human", "watermark_ai").first()
+        data = _snapshot_bytes(key[0])
+        if row is None or data is None:
             return None
-        with np.load(io.BytesIO(bytes(row[2])), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: _widen(k, z[k]) for k in z.files}
         raters = arrays.pop("raters")
         humans = {k[2:]: v for k, v in arrays.items() if k.startswith("h_")}
         humans["who"] = raters[humans["who"]].astype(object) if len(raters) else np.zeros(0, dtype=object)
-        _LOADED[:] = [key, Rows(humans, {k[2:]: v for k, v in arrays.items() if k.startswith("a_")},
-                               {k[2:]: v for k, v in arrays.items() if k.startswith("c_")}, (int(row[0]), int(row[1])))]
+        rows = Rows(humans, {k[2:]: v for k, v in arrays.items() if k.startswith("a_")},
+                    {k[2:]: v for k, v in arrays.items() if k.startswith("c_")}, (int(row[0]), int(row[1])))
+        rows.positions()
+        _LOADED[:] = [key, rows]
     return _LOADED[1]
 
 
@@ -178,6 +302,11 @@ def merge(base: Rows, delta: Rows) -> Rows:
     humans = {k: np.concatenate([base.humans[k], delta.humans[k]]) for k in HUMAN}
     ai = {k: np.concatenate([base.ai[k], delta.ai[k]]) for k in AI}
     new = ~np.isin(delta.comps["cid"], base.comps["cid"])
+    if not new.any():  # the usual case: new labels on known comparisons keep every position
+        pos_h, pos_a = base.positions()
+        return Rows(humans, ai, base.comps, delta.watermark,
+                    np.concatenate([pos_h, np.searchsorted(base.comps["cid"], delta.humans["cid"])]),
+                    np.concatenate([pos_a, np.searchsorted(base.comps["cid"], delta.ai["cid"])]))
     comps = {k: np.concatenate([base.comps[k], delta.comps[k][new]]) for k in COMPS}
     order = np.argsort(comps["cid"], kind="stable")
     return Rows(humans, ai, {k: v[order] for k, v in comps.items()}, delta.watermark)
@@ -187,12 +316,13 @@ def mask(rows: Rows, f: Filters) -> Rows:
     """The labels of ``rows`` that the filter set ``f`` selects (dataset, campaign, dates; not its
     label-id windows) and only the comparisons they refer to."""
     h, a, c = rows.humans, rows.ai, rows.comps
+    pos_h, pos_a = rows.positions()
     hm, am = np.ones(len(h["cid"]), bool), np.ones(len(a["cid"]), bool)
     if f.dataset:
         ds = Dataset.objects.filter(name=f.dataset).values_list("pk", flat=True).first()
-        in_ds = c["cid"][c["dataset"] == (ds if ds is not None else -1)]
-        hm &= np.isin(h["cid"], in_ds)
-        am &= np.isin(a["cid"], in_ds)
+        in_ds = c["dataset"] == (ds if ds is not None else -1)
+        hm &= in_ds[pos_h]
+        am &= in_ds[pos_a]
     if f.campaign:
         camp = Campaign.objects.filter(name=f.campaign).values_list("pk", flat=True).first()
         hm &= h["campaign"] == (camp if camp is not None else -1)
@@ -205,10 +335,12 @@ def mask(rows: Rows, f: Filters) -> Rows:
     if hi:
         hm &= h["time"] < hi.timestamp()
         am &= a["time"] < hi.timestamp()
-    humans = {k: v[hm] for k, v in h.items()}
-    ai = {k: v[am] for k, v in a.items()}
-    keep = np.isin(c["cid"], np.union1d(humans["cid"], ai["cid"]))
-    return Rows(humans, ai, {k: v[keep] for k, v in c.items()}, rows.watermark)
+    used = np.zeros(len(c["cid"]), bool)
+    used[pos_h[hm]] = True
+    used[pos_a[am]] = True
+    row = np.cumsum(used) - 1  # a kept comparison's row after the others are dropped
+    return Rows({k: v[hm] for k, v in h.items()}, {k: v[am] for k, v in a.items()},
+                {k: v[used] for k, v in c.items()}, rows.watermark, row[pos_h[hm]], row[pos_a[am]])
 
 
 def rows_for(f: Filters, max_delta: int = 200_000) -> Rows | None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from evaluation import compute, selectors, snapshot
@@ -46,7 +48,7 @@ def _quick_figures(result: dict) -> dict:
     judges = {k: {"label": v["label"], "pairs": [p[:5] for p in v["pairs"]], "theta": v["bt"] and v["bt"]["theta"]}
               for k, v in result["judges"].items()}
     assert all(p[5:] == [None] * 5 for v in result["judges"].values() for p in v["pairs"])  # no intervals
-    return {"judges": judges, "alignment": result["alignment"], "trivial_alignment": result["trivial_alignment"],
+    return {"judges": judges, "alignment": result["aggregates"]["alignment"], "trivial_alignment": result["trivial_alignment"],
             "human_human": result["human_human"], "policies": result["policies"], "n_human": result["n_human"],
             "n_ai": result["n_ai"]}
 
@@ -68,6 +70,16 @@ def test_on_demand_result_equals_the_workers_without_intervals(small_world, f):
     worker = compute.compute_dashboard(filters=f, rounds=20)
     quick = compute.quick_result(snapshot.rows_for(f))
     assert quick["partial"] and _quick_figures(quick) == _worker_figures(worker)
+
+
+@pytest.mark.parametrize("f", FILTER_SETS, ids=lambda f: f.key() or "all")
+def test_on_demand_pair_counts_equal_the_sql_aggregates(small_world, f):
+    _spread_dates(small_world)
+    given = compute.quick_result(snapshot.rows_for_worker(f))["aggregates"]
+    sql = compute.sql_aggregates(f, ["human_pairs", "ai_pairs"])
+    assert sorted(given["human_pairs"]) == sorted(sql["human_pairs"])
+    assert given["human_pairs"] or f.dataset == "nope"
+    assert sorted(given["ai_pairs"]) == sorted(sql["ai_pairs"])
 
 
 def test_labels_written_after_the_snapshot_are_added(small_world):
@@ -105,3 +117,20 @@ def test_large_database_without_a_snapshot_waits_for_the_worker(client, annotato
     compute.compute_dashboard(filters=selectors.Filters(dataset="small"), rounds=20)  # the worker stores a snapshot
     r = client.get(reverse("evaluation:alignment"), {"campaign": "c1"})
     assert r.context["state"].partial
+
+
+def test_bulk_read_equals_the_row_read(small_world):
+    """The snapshot's bulk PostgreSQL read (one bytea per column, raters as codes) gives the rows
+    the generic read gives: user names and worker ids, NULL confidence and campaign, times."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the bulk read is PostgreSQL's")
+    comp, _ = small_world["comps"][1]
+    HumanLabel.objects.create(comparison=comp, worker_id="w'\\x", choice=1)  # no confidence, no campaign
+    for load, where in ((snapshot._humans, "h.id > %s"), (snapshot._ai, "a.id > %s"), (snapshot._comps, "c.id > %s")):
+        bulk, rows = load(where, [0], bulk=True), load(where, [0])
+        order_b = np.lexsort([bulk["time"] if "time" in bulk else bulk["cid"], bulk["cid"]])
+        order_r = np.lexsort([rows["time"] if "time" in rows else rows["cid"], rows["cid"]])
+        assert set(bulk) == set(rows) and len(bulk["cid"]) > 0
+        for k in bulk:
+            assert bulk[k][order_b].tolist() == pytest.approx(rows[k][order_r].tolist(), nan_ok=True) \
+                if bulk[k].dtype != object else bulk[k][order_b].tolist() == rows[k][order_r].tolist(), k
