@@ -187,8 +187,10 @@ def snapshot_build() -> Rows:
     return Rows(humans, ai, comps, (wh, wa))
 
 
-# Stored dtypes where the computing ones (int64, float64) are wider than the values need; every
-# value converts back exactly (choices 0/1, confidences 1-9, lengths, judge scores 0/0.5/1).
+# Stored dtypes narrower than the computing ones where every value fits exactly (choices 0/1,
+# confidences 1-9, lengths, judge scores 0/0.5/1, ids below 2**31); a label's comparison is
+# stored as its row in the comparison columns, its time as whole seconds after the oldest label
+# (exact for filters, whose day bounds are whole seconds). A page loads them as they are.
 _COMPACT = {"h_choice": np.int8, "h_confidence": np.float32, "h_campaign": np.int32, "a_config": np.int32,
             "c_dataset": np.int32, "c_pol_a": np.int32, "c_pol_b": np.int32, "c_len_a": np.float32,
             "c_len_b": np.float32, "c_longer": np.float32, "c_overlap": np.float32}
@@ -203,16 +205,39 @@ def _compact(name: str, values: np.ndarray) -> np.ndarray:
     return values.astype(dtype)
 
 
-def snapshot_store(rows: Rows) -> LabelSnapshot:
-    """Store ``rows`` as the newest snapshot (rater names as codes) and delete the older ones."""
+def _encode(rows: Rows) -> dict[str, np.ndarray]:
+    """``rows`` as the stored arrays (see ``_COMPACT``)."""
     raters, codes = np.unique(rows.humans["who"].astype(str), return_inverse=True)
-    arrays = {f"h_{k}": v for k, v in rows.humans.items() if k != "who"}
-    arrays["h_who"] = codes.astype(np.int32)
-    arrays["raters"] = raters.astype(str)
-    arrays.update({f"a_{k}": v for k, v in rows.ai.items()})
+    times = np.concatenate([rows.humans["time"], rows.ai["time"]])
+    base = np.floor(times.min()) if len(times) else 0.0
+    pos_h, pos_a = rows.positions()
+    arrays = {f"h_{k}": v for k, v in rows.humans.items() if k not in ("who", "cid", "time")}
+    arrays.update({f"a_{k}": v for k, v in rows.ai.items() if k not in ("cid", "time")})
     arrays.update({f"c_{k}": v for k, v in rows.comps.items()})
+    arrays.update(h_who=codes.astype(np.int32), raters=raters, time_base=np.array(base),
+                  h_time=np.floor(rows.humans["time"] - base).astype(np.int64),
+                  a_time=np.floor(rows.ai["time"] - base).astype(np.int64), h_pos=pos_h, a_pos=pos_a)
+    for k in ("h_time", "a_time", "h_pos", "a_pos"):
+        if len(arrays[k]) and arrays[k].max() < 2**31:
+            arrays[k] = arrays[k].astype(np.int32)
+    return {k: _compact(k, v) for k, v in arrays.items()}
+
+
+def _decode(arrays: dict[str, np.ndarray], watermark: tuple[int, int]) -> Rows:
+    base, raters = float(arrays.pop("time_base")), arrays.pop("raters")
+    pos_h, pos_a = arrays.pop("h_pos").astype(np.int64), arrays.pop("a_pos").astype(np.int64)
+    part = {p: {k[2:]: v for k, v in arrays.items() if k.startswith(p + "_")} for p in "hac"}
+    humans, ai, comps = part["h"], part["a"], part["c"]
+    humans.update(cid=comps["cid"][pos_h], time=humans["time"] + base,
+                  who=raters[humans["who"]] if len(raters) else np.zeros(0, dtype=str))
+    ai.update(cid=comps["cid"][pos_a], time=ai["time"] + base)
+    return Rows(humans, ai, comps, watermark, pos_h, pos_a)
+
+
+def snapshot_store(rows: Rows) -> LabelSnapshot:
+    """Store ``rows`` as the newest snapshot and delete the older ones."""
     buf = io.BytesIO()
-    np.savez(buf, **{k: _compact(k, v) for k, v in arrays.items()})
+    np.savez(buf, **_encode(rows))
     with transaction.atomic():
         snap = _snapshot_insert(rows, buf.getvalue())
         LabelSnapshot.objects.exclude(pk=snap.pk).delete()
@@ -251,12 +276,6 @@ def _snapshot_bytes(pk: int) -> bytes | None:
     return None if row is None else bytes(row[0])
 
 
-def _widen(name: str, values: np.ndarray) -> np.ndarray:
-    if name not in _COMPACT:
-        return values
-    return values.astype(np.int64 if np.issubdtype(values.dtype, np.integer) and name != "h_choice" else float)
-
-
 # The newest snapshot this process has loaded: ((pk, built_at), Rows).
 _LOADED: list = [None, None]
 
@@ -272,13 +291,7 @@ def snapshot_latest() -> Rows | None:
         if row is None or data is None:
             return None
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            arrays = {k: _widen(k, z[k]) for k in z.files}
-        raters = arrays.pop("raters")
-        humans = {k[2:]: v for k, v in arrays.items() if k.startswith("h_")}
-        humans["who"] = raters[humans["who"]].astype(object) if len(raters) else np.zeros(0, dtype=object)
-        rows = Rows(humans, {k[2:]: v for k, v in arrays.items() if k.startswith("a_")},
-                    {k[2:]: v for k, v in arrays.items() if k.startswith("c_")}, (int(row[0]), int(row[1])))
-        rows.positions()
+            rows = _decode({k: z[k] for k in z.files}, (int(row[0]), int(row[1])))
         _LOADED[:] = [key, rows]
     return _LOADED[1]
 

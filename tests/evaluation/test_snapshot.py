@@ -134,3 +134,20 @@ def test_bulk_read_equals_the_row_read(small_world):
         for k in bulk:
             assert bulk[k][order_b].tolist() == pytest.approx(rows[k][order_r].tolist(), nan_ok=True) \
                 if bulk[k].dtype != object else bulk[k][order_b].tolist() == rows[k][order_r].tolist(), k
+
+
+def test_a_stored_snapshot_loads_as_it_was_built(small_world):
+    _spread_dates(small_world)
+    rows = snapshot.snapshot_build()
+    snapshot.snapshot_store(rows)
+    snapshot._LOADED[:] = [None, None]  # as another process
+    loaded = snapshot.snapshot_latest()
+    assert loaded is not rows and loaded.watermark == rows.watermark
+    for part in ("humans", "ai", "comps"):
+        built, got = getattr(rows, part), getattr(loaded, part)
+        assert set(built) == set(got)
+        for k in built:
+            want = np.floor(built[k]) if k == "time" else built[k]  # stored as whole seconds
+            assert got[k].tolist() == pytest.approx(want.tolist(), nan_ok=True) if got[k].dtype.kind in "fiu" \
+                else got[k].tolist() == want.tolist(), (part, k)
+    assert [p.tolist() for p in loaded.positions()] == [p.tolist() for p in rows.positions()]
