@@ -39,6 +39,7 @@ AGGREGATES = {
 }
 ADDITIVE = ("human_pairs", "ai_pairs", "labeler_stats", "annotators", "human_cost")
 COUNTS = ("human_cost", "labeler_stats")  # enough for count_labels
+PAIRS = ("human_pairs", "ai_pairs")  # also given by ``pair_aggregates``
 
 
 def sql_aggregates(f: Filters, parts=ADDITIVE) -> dict:
@@ -171,13 +172,20 @@ def _judge_stats(d: dict, judges: list[tuple], rounds: int, seed: int, intervals
     return out
 
 
-def _annotators(d: dict, judges: list[tuple]) -> dict[str, dict]:
+def _raters(humans: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct raters (sorted names) and each label's rater as an index into them."""
+    import pandas as pd
+
+    codes, names = pd.factorize(humans["who"], sort=True)  # hashing: a string sort of a million takes seconds
+    return np.asarray(names, dtype=object), codes
+
+
+def _annotators(d: dict, judges: list[tuple], raters: np.ndarray, rinv: np.ndarray) -> dict[str, dict]:
     """Per annotator: agreement with the others' majority and with every non-human judge."""
     humans = d["humans"]
     annotators: dict[str, dict] = {}
     if not len(humans["cid"]):
         return annotators
-    raters, rinv = np.unique(humans["who"].astype(str), return_inverse=True)
     human_score = 1.0 - humans["choice"]
     for key, _, pos, score in judges[1:]:
         full = np.full(len(d["cids"]), np.nan)
@@ -188,22 +196,24 @@ def _annotators(d: dict, judges: list[tuple]) -> dict[str, dict]:
         n_r = np.bincount(rinv, weights=have.astype(float), minlength=len(raters))
         s_r = np.bincount(rinv, weights=agree, minlength=len(raters))
         for i, r in enumerate(raters.tolist()):
-            annotators.setdefault(r, {"majority": None, "judges": {}})["judges"][key] = metrics.share(
+            annotators.setdefault(str(r), {"majority": None, "judges": {}})["judges"][key] = metrics.share(
                 s_r[i], n_r[i]).as_dict()
-    for r, s in metrics.agreement_with_others_majority(humans["cid"], humans["who"], humans["choice"]).items():
-        annotators.setdefault(str(r), {"majority": None, "judges": {}})["majority"] = s.as_dict()
+    # items as comparison rows and raters as indices: the same groups as ids and names, sorted faster
+    for r, s in metrics.agreement_with_others_majority(d["pos_h"], rinv, humans["choice"]).items():
+        annotators.setdefault(str(raters[r]), {"majority": None, "judges": {}})["majority"] = s.as_dict()
     return annotators
 
 
 def _agreement(d: dict, judges: list[tuple]) -> dict:
     humans = d["humans"]
-    kappa = (metrics.mean_pairwise_kappa(humans["cid"], humans["who"].astype(str), humans["choice"], min_shared=5)
+    raters, rinv = _raters(humans)
+    kappa = (metrics.mean_pairwise_kappa(d["pos_h"], rinv, humans["choice"], min_shared=5)
              if len(humans["cid"]) else {"mean": math.nan, "n_pairs": 0})
     return {
-        "alpha": clean(metrics.krippendorff_alpha_nominal(humans["cid"], humans["choice"])),
+        "alpha": clean(metrics.krippendorff_alpha_nominal(d["pos_h"], humans["choice"])),
         "kappa_mean": clean(kappa["mean"]),
         "kappa_pairs": kappa["n_pairs"],
-        "annotators": _annotators(d, judges),
+        "annotators": _annotators(d, judges, raters, rinv),
     }
 
 
@@ -246,8 +256,9 @@ def compute_dashboard(*, filters: Filters, rounds: int = DEFAULT_ROUNDS, seed: i
     t0 = time.perf_counter()
     rows = snapshot.rows_for_worker(filters)
     filters = filters.upto(*rows.watermark)  # everything below is on the labels up to these ids
-    sql = sql_aggregates(filters)
     d = _index(rows)
+    # the pair counts from the rows (tested equal to their GROUP BYs), the rest from SQL
+    sql = {**sql_aggregates(filters, [n for n in ADDITIVE if n not in PAIRS]), **pair_aggregates(d)}
     figures, judges = _figures(d, rounds, seed, intervals=True)
     sql["alignment"] = figures.pop("alignment")
     return {

@@ -219,9 +219,16 @@ def bootstrap_win_rate(wins, losses, ties, rounds: int = 1000, seed: int = 0, le
     if live.any():
         rng = np.random.default_rng(seed)
         nn = n[live]
-        p = np.stack([w[live], l[live], t[live]], axis=1) / nn[:, None]
-        draws = rng.multinomial(nn, p, size=(rounds, len(nn)))  # (R, C, 3)
-        rates = (draws[..., 0] + 0.5 * draws[..., 2]) / nn
+        # the multinomial (wins, losses, ties) drawn as wins ~ Bin(n, p_w), then losses among the
+        # rest ~ Bin(n - wins, p_l / (1 - p_w)): the same distribution, as two vectorized draws
+        p_w = w[live] / nn
+        wins = rng.binomial(np.broadcast_to(nn, (rounds, len(nn))), p_w)
+        ties = np.zeros_like(wins)
+        tied = t[live] > 0  # only cells with ties need the second draw
+        if tied.any():
+            rest = nn[tied] - wins[:, tied]
+            ties[:, tied] = rest - rng.binomial(rest, l[live][tied] / (nn[tied] - w[live][tied]))
+        rates = (wins + 0.5 * ties) / nn
         alpha = (1 - level) / 2
         lo[live], hi[live] = np.quantile(rates, [alpha, 1 - alpha], axis=0)
     return lo.reshape(shape), hi.reshape(shape)

@@ -69,10 +69,10 @@ class Rows:
 # hands Python a message per row), anything else fetches rows.
 _SEND = {"i8": ("int8", ">i8"), "i4": ("int4", ">i4"), "i2": ("int2", ">i2"), "f8": ("float8", ">f8")}
 _HUMAN_COLUMNS = [("cid", "h.comparison_id", "i8"), ("choice", "h.choice", "i2"),
-                  ("confidence", "COALESCE(h.confidence, 0)", "i2"), ("time", "EXTRACT(EPOCH FROM h.created_at)", "f8"),
+                  ("confidence", "COALESCE(h.confidence, 0)", "i2"), ("time", "date_part('epoch', h.created_at)", "f8"),
                   ("campaign", "COALESCE(h.campaign_id, 0)", "i8")]
 _AI_COLUMNS = [("cid", "a.comparison_id", "i8"), ("config", "a.config_id", "i8"), ("p_a", "a.p_a", "f8"),
-               ("time", "EXTRACT(EPOCH FROM a.created_at)", "f8")]
+               ("time", "date_part('epoch', a.created_at)", "f8")]
 _COMP_COLUMNS = [("cid", "c.id", "i8"), ("dataset", "p.dataset_id", "i8"), ("pol_a", "COALESCE(c.policy_a_id, 0)", "i8"),
                  ("pol_b", "COALESCE(c.policy_b_id, 0)", "i8"), ("len_a", "COALESCE(c.len_a, 0)", "i8"),
                  ("len_b", "COALESCE(c.len_b, 0)", "i8"), ("overlap_a", "COALESCE(c.overlap_a, 0)", "i8"),
@@ -96,7 +96,7 @@ def _bulk_columns(columns: list[tuple[str, str, str]], rest: str, params: list) 
 def _row_columns(columns: list[tuple[str, str, str]], rest: str, params: list, extra: str = "") -> dict[str, np.ndarray]:
     """Any database: the same columns fetched as rows (plus ``extra``, one more text column)."""
     exprs = [expr if connection.vendor == "postgresql" else
-             re.sub(r"EXTRACT\(EPOCH FROM ([\w.]+)\)", r"((julianday(\1) - 2440587.5) * 86400.0)", expr)
+             re.sub(r"date_part\('epoch', ([\w.]+)\)", r"((julianday(\1) - 2440587.5) * 86400.0)", expr)
              for _, expr, _ in columns]  # SQLite stores UTC text
     names = [name for name, _, _ in columns] + (["extra"] if extra else [])
     cols = sql_columns(f"SELECT {', '.join(exprs + ([extra] if extra else []))} {rest}", params, names,
