@@ -3,22 +3,28 @@
 Creates its own database (default ``rlaif_bench_dash`` on DATABASE_URL's server), migrates it and
 fills it with COPY: 50,000 posts, 500,000 summaries, 500,000 comparisons, 2 human labels per
 comparison (1,000,000) and 200,000 AI labels from two labeler configs, with preferences drawn
-from a Bradley-Terry model plus a length effect.  Then, in the same run:
+from a Bradley-Terry model plus a length effect; then the comparisons' stored facts (policies,
+lengths, words shared with the post) are filled as an import fills them. Then, in the same run:
 
-1. the worker's computation (``services.refresh_dashboard``: loads the rows, 1,000 bootstrap
-   rounds, length control, trivial judges, agreement) and caches it, as a Celery worker would;
+1. the worker's refresh of the unfiltered set (``services.refresh_dashboard``: a new label
+   snapshot, 1,000 bootstrap rounds, length control, trivial judges, agreement), stored as a
+   Celery worker would (``worker_refresh_s``);
 2. every dashboard page through Django's test client against that database (one cold request,
-   then the median of three);
-3. the Bradley-Terry bootstrap, 1,000 rounds, our way: the pair-outcome counts come from one SQL
+   then the median of three; ``slowest_page_ms``), and the win-rate page with 1,000 labels newer
+   than the stored result;
+3. the first visit of each page to a filter set nobody computed yet, a new one per page
+   (``uncached_first_visit_ms``, the slowest; the first of them also loads the label snapshot into
+   the process, as a fresh web process would), and the worker's refresh of a filtered set;
+4. the Bradley-Terry bootstrap, 1,000 rounds, our way: the pair-outcome counts come from one SQL
    GROUP BY, each round is a multinomial draw over the count table, all rounds are fitted
    together by a batched Newton solve warm-started at the full-data fit;
-4. the straightforward way on the same data: each round resamples the 1,000,000 label rows and
+5. the straightforward way on the same data: each round resamples the 1,000,000 label rows and
    refits a logistic regression (scikit-learn, the FastChat ``elo_analysis`` method) on a sparse
    design matrix of the rows.  It runs ``--naive-rounds`` rounds and extrapolates to 1,000
    (stated in the output as ``naive_extrapolated``).
 
-The last line printed is one JSON object with ``slowest_page_ms``, ``bootstrap_s`` and
-``naive_bootstrap_s`` plus per-page times.
+The last line printed is one JSON object with ``slowest_page_ms``, ``uncached_first_visit_ms``,
+``worker_refresh_s``, ``bootstrap_s`` and ``naive_bootstrap_s`` plus per-page times.
 
     .venv/bin/python bench/dashboards.py [--rebuild] [--labels 1000000] [--policies 50] [--naive-rounds 3]
 """

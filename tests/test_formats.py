@@ -137,6 +137,10 @@ def test_overlap_judge_reads_title_and_post_alike_in_training_and_dashboards():
                                     [p["summary_a"] for p in pairs], [p["summary_b"] for p in pairs])
     assert judged["overlap"].tolist() == [formats.margin_score(x) for x in margins["overlap"]]
     assert judged["longer"].tolist() == [formats.margin_score(x) for x in margins["longer"]]
+    # the dashboards' worker reads the comparisons' stored facts instead of the texts: same verdicts
+    facts = [formats.comparison_facts(p["title"], p["post"], p["summary_a"], p["summary_b"]) for p in pairs]
+    stored = metrics.trivial_judges_from_facts(*([f[k] for f in facts] for k in ("len_a", "len_b", "overlap_a", "overlap_b")))
+    assert stored["overlap"].tolist() == judged["overlap"].tolist() and stored["longer"].tolist() == judged["longer"].tolist()
     # the title counts: "hat" is only in the title
     only_title = [{"title": "hat", "post": "cat", "summary_a": "hat", "summary_b": "dog"}]
     assert baseline_margins(only_title)["overlap"] == [1.0]
@@ -158,3 +162,4 @@ def test_dashboard_rows_give_the_overlap_judge_title_and_post():
     rows = selectors.comparison_rows([c.pk], with_texts=True)
     assert rows["source"] == [formats.overlap_source("Hat title", "cat")]
     assert metrics.trivial_judges(rows["source"], rows["text_a"], rows["text_b"])["overlap"].tolist() == [1.0]
+    assert rows["overlap"].tolist() == [1.0]  # from the stored facts
