@@ -1,7 +1,7 @@
 """The label rows the dashboards compute from, as numpy columns: loaded once, masked per filter set.
 
 A *snapshot* holds every human and AI label up to a watermark (the highest label ids when it was
-built) and every comparison they refer to:
+built) and every comparison:
 
 - per human label: its comparison (as a row of the comparison columns), rater, choice,
   confidence, time (epoch seconds) and campaign;
@@ -9,14 +9,15 @@ built) and every comparison they refer to:
 - per comparison: id, dataset, the two policies, the two lengths and the trivial judges' scores,
   from the comparison's stored facts (`labeling.models.Comparison.len_a` and so on).
 
-The worker builds one (`snapshot_build`, three COPY queries: about 3 s at a million labels) and
-stores it (`snapshot_store`, one `LabelSnapshot` row). A web process loads the newest stored one
+The worker builds one (`snapshot_build`, three bulk queries: about 2 s at a million labels) and
+stores it (`snapshot_store`, one `LabelSnapshot` row, about 50 MB at a million labels). A web process loads the newest stored one
 once (`snapshot_latest`), adds the labels written since its watermark (`delta_rows`, an index
 range scan) and masks the result by a filter set (`rows_for`), so that the first visit to a filter
 set nobody computed yet gets alignment, the trivial judges and Bradley-Terry ratings in a few
 hundred milliseconds from the worker's own numpy code (`compute.quick_result`). The same figures
 from SQL take seconds at a million labels: a human majority per comparison is not a sum that a
-GROUP BY over a rollup could add up.
+GROUP BY over a rollup could add up. Such a page result may still count a label deleted or edited
+after the newest snapshot until the worker's result, always from a new snapshot, replaces it.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from labeling.models import AILabel, Campaign, CampaignItem, Comparison, Dataset
 
 from . import metrics
 from .models import LabelSnapshot
-from .selectors import Filters, sql_columns
+from .selectors import Filters, sql_columns, watermarks
 
 HUMAN = ("cid", "who", "choice", "confidence", "time", "campaign")
 AI = ("cid", "config", "p_a", "time")
@@ -80,7 +81,9 @@ _COMP_COLUMNS = [("cid", "c.id", "i8"), ("dataset", "p.dataset_id", "i8"), ("pol
 
 
 def _bulk_columns(columns: list[tuple[str, str, str]], rest: str, params: list) -> dict[str, np.ndarray]:
-    """PostgreSQL: ``SELECT <each column as one bytea> <rest>`` through a binary cursor."""
+    """PostgreSQL: ``SELECT <each column as one bytea> <rest>`` through a binary cursor. The
+    aggregates of one SELECT consume its rows together, so the n-th value of every column comes
+    from the same row."""
     import psycopg
 
     select = ", ".join(f"string_agg({_SEND[kind][0]}send(({expr})::{_SEND[kind][0]}), ''::bytea)"
@@ -163,12 +166,6 @@ def _comps(where: str, params: list, bulk: bool = False) -> dict[str, np.ndarray
             **metrics.trivial_judges_from_facts(facts["len_a"], facts["len_b"], facts["overlap_a"], facts["overlap_b"])}
 
 
-def _watermarks() -> tuple[int, int]:
-    from .selectors import watermarks
-
-    return watermarks()
-
-
 def snapshot_build() -> Rows:
     """Every label up to the current watermarks and every comparison (read in one transaction,
     so the three queries see the same rows)."""
@@ -180,7 +177,7 @@ def snapshot_build() -> Rows:
         if connection.vendor == "postgresql" and not outer:
             with connection.cursor() as cur:
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        wh, wa = _watermarks()
+        wh, wa = watermarks()
         humans = _humans("h.id <= %s", [wh], bulk=True)
         ai = _ai("a.id <= %s", [wa], bulk=True)
         comps = _comps("1=1", [], bulk=True)
@@ -298,7 +295,7 @@ def snapshot_latest() -> Rows | None:
 
 def delta_rows(since: tuple[int, int]) -> Rows:
     """The labels written after the watermark ``since`` and their comparisons."""
-    wh, wa = _watermarks()
+    wh, wa = watermarks()
     humans = _humans("h.id > %s AND h.id <= %s", [since[0], wh])
     ai = _ai("a.id > %s AND a.id <= %s", [since[1], wa])
     cids = np.union1d(humans["cid"], ai["cid"])
@@ -362,18 +359,15 @@ def rows_for(f: Filters, max_delta: int = 200_000) -> Rows | None:
     snap = snapshot_latest()
     if snap is None:
         return None
-    wh, wa = _watermarks()
+    wh, wa = watermarks()
     if (wh - snap.watermark[0]) + (wa - snap.watermark[1]) > max_delta:
         return None
     return mask(merge(snap, delta_rows(snap.watermark)), f)
 
 
 def rows_for_worker(f: Filters) -> Rows:
-    """The worker's rows of ``f``: a new snapshot, stored, for the unfiltered set (which also
-    drops deleted labels) or when none is usable; else the newest one plus the labels since."""
-    rows = None if f.key() == Filters().key() else rows_for(f)
-    if rows is None:
-        snap = snapshot_build()
-        snapshot_store(snap)
-        rows = mask(snap, f)
-    return rows
+    """The worker's rows of ``f``, exact: a new snapshot (stored for the pages), since a stored
+    one may still hold labels deleted or edited after it was built."""
+    snap = snapshot_build()
+    snapshot_store(snap)
+    return mask(snap, f)

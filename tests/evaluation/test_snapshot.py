@@ -96,6 +96,14 @@ def test_labels_written_after_the_snapshot_are_added(small_world):
     assert _quick_figures(compute.quick_result(snapshot.rows_for(f))) == _worker_figures(fresh)
 
 
+def test_the_worker_leaves_out_labels_deleted_after_the_snapshot(small_world):
+    compute.compute_dashboard(filters=selectors.Filters(), rounds=20)  # stores a snapshot
+    HumanLabel.objects.filter(worker_id="w2").delete()
+    result = compute.compute_dashboard(filters=selectors.Filters(dataset="small"), rounds=20)
+    assert result["n_human"] == HumanLabel.objects.count() == 6
+    assert sum(n for *_, n in result["sql"]["human_pairs"]) == 6
+
+
 def test_first_visit_shows_alignment_and_trivial_judges_before_the_worker(client, annotator, small_world, no_queue):
     client.force_login(annotator)
     r = client.get(reverse("evaluation:alignment"), {"date_from": "2001-01-01"})
