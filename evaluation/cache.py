@@ -190,9 +190,9 @@ class CacheState:
 
 
 def _quick(f: Filters, parts: tuple[str, ...]) -> dict | None:
-    """``compute.quick_result`` of ``f`` from the label snapshot (``snapshot.rows_for``), kept in
-    Django's cache (not the database: a GET writes nothing) until a label is written; None without
-    a usable snapshot, or for a small database with none, straight from its rows."""
+    """``compute.quick_result`` of ``f`` from the label snapshot (``snapshot.rows_for``), or, in a
+    small database without one, straight from its rows; None when neither is at hand. Kept in
+    Django's cache (not the database: a GET writes no row) until a label is written."""
     from . import compute, selectors, snapshot
 
     wh, wa = selectors.watermarks()

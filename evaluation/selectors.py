@@ -2,8 +2,8 @@
 
 Everything a page needs per request is aggregated in the database (GROUP BY policy pair, labeler
 config or annotator), so a page costs a handful of queries whatever the label count.  The row
-loaders at the bottom (``*_rows``) fetch per-label arrays for the worker that computes bootstrap
-intervals, Bradley-Terry ratings, length-controlled win rates and the trivial judges.
+loaders at the bottom (``*_rows``) fetch per-label arrays of one filter set (the routing page,
+benchmarks); the dashboards' worker reads every label at once through ``snapshot.py``.
 """
 from __future__ import annotations
 
@@ -367,7 +367,7 @@ def _ai_side(name: str, p_a: float | None, x_is_a: bool, selected: bool) -> dict
     return {"name": name, "p_a": p_a, "side": side, "selected": selected}
 
 
-# --- row loaders for the worker ---------------------------------------------------------------
+# --- row loaders (per-label arrays of one filter set: the routing page, benchmarks) -----------
 
 
 def sql_columns(sql: str, params, names: list[str], text: tuple[str, ...] = (), small: bool = False) -> dict[str, np.ndarray]:
