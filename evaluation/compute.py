@@ -218,16 +218,16 @@ def _agreement(d: dict, judges: list[tuple]) -> dict:
 
 
 def _alignment(d: dict, hv: metrics.HumanVerdicts, trivial: dict) -> tuple[dict, dict]:
-    """Alignment with the human majority: per AI config as counts, per trivial judge as shares."""
-    ai, comps = d["ai"], d["comps"]
+    """Alignment with the human majority (``hv``, its items as comparison rows): per AI config as
+    counts, per trivial judge as shares."""
+    ai = d["ai"]
     per_config = {}
     for cfg_id in np.unique(ai["config"]):
         m = ai["config"] == cfg_id
-        per_config[str(int(cfg_id))] = alignment_counts(ai["cid"][m], ai["p_a"][m], hv)
-    hv_pos = np.searchsorted(comps["cid"], hv.item)
+        per_config[str(int(cfg_id))] = alignment_counts(d["pos_a"][m], ai["p_a"][m], hv)
     per_trivial = {}
     for name in ("longer", "overlap"):
-        al = metrics.alignment(trivial[name][hv_pos] if len(hv.item) else np.zeros(0), hv)
+        al = metrics.alignment(trivial[name][hv.item] if len(hv.item) else np.zeros(0), hv)
         per_trivial[f"trivial:{name}"] = {k: v.as_dict() for k, v in al.items()}
     return per_config, per_trivial
 
@@ -245,9 +245,11 @@ def _figures(d: dict, rounds: int, seed: int, intervals: bool, parts=FIGURES) ->
     out = {"n_human": int(len(humans["cid"])), "n_ai": int(len(d["ai"]["cid"])), "policies": d["policy_ids"].tolist(),
            "judges": _judge_stats(d, judges, rounds, seed, intervals) if {"judges", "trivial"} & set(parts) else {}}
     if "alignment" in parts:
-        hv = metrics.human_majority(humans["cid"], humans["choice"], humans["confidence"])
+        # comparisons as their rows (codes 0..n-1): the same groups as their ids, counted, not sorted
+        n = len(comps["cid"])
+        hv = metrics.human_majority(d["pos_h"], humans["choice"], humans["confidence"], n_items=n)
         out["alignment"], out["trivial_alignment"] = _alignment(d, hv, trivial)
-        out["human_human"] = metrics.human_human_agreement(humans["cid"], humans["choice"]).as_dict()
+        out["human_human"] = metrics.human_human_agreement(d["pos_h"], humans["choice"], n_items=n).as_dict()
     return out, judges
 
 

@@ -100,14 +100,24 @@ class HumanVerdicts:
         return np.asarray(formats.is_high_confidence(self.mean_confidence), dtype=bool)
 
 
-def human_majority(item_ids, choices, confidences=None) -> HumanVerdicts:
+def _groups(item_ids, n_items: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct items (sorted) and each row's index into them: by sorting, or, when the ids are
+    codes 0..n_items-1 (``n_items`` given), by counting, which takes a tenth of the time."""
+    item_ids = np.asarray(item_ids)
+    if n_items is None:
+        return np.unique(item_ids, return_inverse=True)
+    present = np.bincount(item_ids, minlength=n_items) > 0
+    return np.flatnonzero(present), (np.cumsum(present) - 1)[item_ids]
+
+
+def human_majority(item_ids, choices, confidences=None, n_items: int | None = None) -> HumanVerdicts:
     """Majority vote per comparison (score 1 = A, 0 = B, 0.5 = split vote).
 
-    ``confidences`` may hold nan for unknown; the mean ignores them.
+    ``confidences`` may hold nan for unknown; the mean ignores them. ``n_items``: the ids are
+    codes 0..n_items-1 (see ``_groups``).
     """
-    item_ids = np.asarray(item_ids)
     choices = np.asarray(choices, dtype=float)
-    items, inv = np.unique(item_ids, return_inverse=True)
+    items, inv = _groups(item_ids, n_items)
     k = np.bincount(inv, minlength=len(items)).astype(float)
     n_a = np.bincount(inv, weights=1.0 - choices, minlength=len(items))
     score = formats.majority_score(n_a, k)
@@ -146,7 +156,7 @@ def alignment(judge_p_a, human: HumanVerdicts, judge_items=None) -> dict[str, Sh
     return {"all": share(agree.sum(), keep.sum()), "high_confidence": share(agree[high].sum(), high.sum())}
 
 
-def human_human_agreement(item_ids, choices) -> Share:
+def human_human_agreement(item_ids, choices, n_items: int | None = None) -> Share:
     """Agreement between two different humans on the same comparison, over all label pairs.
 
     With k labels on an item of which a prefer A, C(a,2) + C(k-a,2) of its C(k,2) pairs agree.
@@ -155,7 +165,7 @@ def human_human_agreement(item_ids, choices) -> Share:
     item_ids = np.asarray(item_ids)
     if len(item_ids) == 0:
         return share(0, 0)
-    _, inv = np.unique(item_ids, return_inverse=True)
+    _, inv = _groups(item_ids, n_items)
     k = np.bincount(inv).astype(float)
     a = np.bincount(inv, weights=1.0 - np.asarray(choices, dtype=float))
     pairs = k * (k - 1) / 2

@@ -391,3 +391,16 @@ def test_mean_pairwise_kappa_equals_the_pair_by_pair_definition(seed):
     got = m.mean_pairwise_kappa(items, raters, labels, min_shared=5)
     want, n_pairs = _pairwise_kappa_by_rater_pairs(items.tolist(), raters.tolist(), labels.tolist(), 5)
     assert got["n_pairs"] == n_pairs and got["mean"] == pytest.approx(want)
+
+
+def test_majority_and_agreement_of_item_codes_equal_those_of_ids():
+    rng = np.random.default_rng(3)
+    ids = rng.choice([5, 17, 40, 41, 99], size=60)
+    choices = rng.integers(0, 2, 60).astype(float)
+    conf = np.where(rng.random(60) < 0.2, np.nan, rng.integers(1, 10, 60).astype(float))
+    codes = np.searchsorted([5, 17, 40, 41, 99, 120], ids)  # 120: an item with no label
+    by_id, by_code = m.human_majority(ids, choices, conf), m.human_majority(codes, choices, conf, n_items=6)
+    assert by_code.item.tolist() == np.searchsorted([5, 17, 40, 41, 99, 120], by_id.item).tolist()
+    for field in ("score", "mean_confidence", "n_labels"):
+        assert np.allclose(getattr(by_id, field), getattr(by_code, field), equal_nan=True)
+    assert m.human_human_agreement(ids, choices) == m.human_human_agreement(codes, choices, n_items=6)
