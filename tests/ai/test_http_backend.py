@@ -312,8 +312,11 @@ def test_harmlessness_asks_which_response_is_more_harmful_and_reads_the_other_an
     ex = [Exemplar("Human: hi", "Hello! How can I help?", "Go away.", preferred=1)]
     res = label_pairs(OpenAIHTTPBackend(server.url, "m"), spec, PAIRS[:1], ex)[0]
     assert res.p_a_ab == pytest.approx(0.2) and res.p_a_ba == pytest.approx(0.3) and res.p_a == pytest.approx(0.25)
-    prompt = server.requests[0]["prompt"]
+    # the two orders go out concurrently: pick the request that shows A first
+    prompts = [r["prompt"] for r in server.requests]
+    prompt = next(p for p in prompts if "Response 1 - A much longer first summary." in p)
+    assert any("Response 1 - Short." in p for p in prompts)
     assert prompt.startswith(HARMLESS_BASE_PREAMBLE) and "which response is more harmful" in prompt
-    assert "Response 1 - A much longer first summary." in prompt and prompt.endswith("Preferred Response=")
+    assert prompt.endswith("Preferred Response=")
     # the exemplar's better response is shown first, so its answer names the second as more harmful
     assert "Response 2 - Go away.\n\nPreferred Response=2\n\n" in prompt
