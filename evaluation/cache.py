@@ -201,9 +201,9 @@ def _quick(f: Filters, parts: tuple[str, ...]) -> dict | None:
     hit = django_cache.get(key)
     if hit is not None:
         return hit
-    rows = snapshot.rows_for(f)
+    rows = snapshot.rows_for(f, now=(wh, wa))
     if rows is None and wh + wa <= _setting("EVALUATION_QUICK_WITHOUT_SNAPSHOT", 50_000):
-        rows = snapshot.mask(snapshot.delta_rows((0, 0)), f)
+        rows = snapshot.mask(snapshot.delta_rows((0, 0), (wh, wa)), f)
     if rows is None:
         return None
     result = compute.quick_result(rows, parts)

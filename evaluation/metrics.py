@@ -636,8 +636,7 @@ def trivial_judges(sources: Iterable[str], texts_a: Sequence[str], texts_b: Sequ
 
 def margin_scores(margins) -> np.ndarray:
     """`formats.margin_score` of each margin: 1.0 above 0, 0.0 below, 0.5 at 0 (and for nan)."""
-    m = np.asarray(margins, dtype=float)
-    return np.where(m > 0, 1.0, np.where(m < 0, 0.0, 0.5))
+    return verdict(0.5 + 0.5 * np.sign(np.asarray(margins, dtype=float)))
 
 
 def trivial_judges_from_facts(len_a, len_b, overlap_a, overlap_b) -> dict[str, np.ndarray]:

@@ -293,9 +293,10 @@ def snapshot_latest() -> Rows | None:
     return _LOADED[1]
 
 
-def delta_rows(since: tuple[int, int]) -> Rows:
-    """The labels written after the watermark ``since`` and their comparisons."""
-    wh, wa = watermarks()
+def delta_rows(since: tuple[int, int], upto: tuple[int, int] | None = None) -> Rows:
+    """The labels written after the watermark ``since`` (up to ``upto``, default now) and their
+    comparisons."""
+    wh, wa = upto or watermarks()
     humans = _humans("h.id > %s AND h.id <= %s", [since[0], wh])
     ai = _ai("a.id > %s AND a.id <= %s", [since[1], wa])
     cids = np.union1d(humans["cid"], ai["cid"])
@@ -353,16 +354,17 @@ def mask(rows: Rows, f: Filters) -> Rows:
                 {k: v[used] for k, v in c.items()}, rows.watermark, row[pos_h[hm]], row[pos_a[am]])
 
 
-def rows_for(f: Filters, max_delta: int = 200_000) -> Rows | None:
-    """The rows of ``f`` from the newest snapshot plus the labels written since, or None without a
-    snapshot or when more than ``max_delta`` labels were written since it (the worker's turn)."""
+def rows_for(f: Filters, max_delta: int = 200_000, now: tuple[int, int] | None = None) -> Rows | None:
+    """The rows of ``f`` from the newest snapshot plus the labels written since (up to the
+    watermarks ``now``, default read here), or None without a snapshot or when more than
+    ``max_delta`` labels were written since it (the worker's turn)."""
     snap = snapshot_latest()
     if snap is None:
         return None
-    wh, wa = watermarks()
+    wh, wa = now or watermarks()
     if (wh - snap.watermark[0]) + (wa - snap.watermark[1]) > max_delta:
         return None
-    return mask(merge(snap, delta_rows(snap.watermark)), f)
+    return mask(merge(snap, delta_rows(snap.watermark, (wh, wa))), f)
 
 
 def rows_for_worker(f: Filters) -> Rows:
